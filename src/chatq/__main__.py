@@ -1,0 +1,3 @@
+from chatq.cli import main
+
+raise SystemExit(main())

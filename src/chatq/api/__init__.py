@@ -1,0 +1,1 @@
+"""HTTP: routes, request/response models, error handlers. Knows nothing of SQL."""

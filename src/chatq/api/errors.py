@@ -1,0 +1,81 @@
+"""Errors in Perplexity's shape, {"error": {"message", "type", "code"}}, and their handlers."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatq.api.models import ErrorResponse
+from chatq.store import StoreUnavailable
+
+log = logging.getLogger("chatq.api")
+
+_TYPES = {
+    400: "invalid_request",
+    401: "authentication_error",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_ or _TYPES.get(status, "error")
+
+
+def error_response(
+    status: int, message: str, type_: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": {"message": message, "type": type_ or _TYPES.get(status, "error"), "code": status}
+    }
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.message, exc.type)
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers: dict[str, Any] | None = getattr(exc, "headers", None)
+        return error_response(exc.status_code, message, headers=headers)
+
+    async def on_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, "the database is unavailable; retry shortly")
+
+    async def on_anything(_: Request, exc: Exception) -> JSONResponse:
+        # Logged in full here; the client gets no stack trace.
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal error")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(StoreUnavailable, on_unavailable)
+    app.add_exception_handler(Exception, on_anything)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error codes a route can answer with."""
+    return {
+        code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase} for code in codes
+    }

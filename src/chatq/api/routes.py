@@ -1,0 +1,159 @@
+"""The async chat completions routes of Perplexity's API, and the service routes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse
+
+from chatq.api.auth import Owner
+from chatq.api.errors import ApiError, error_response, error_responses
+from chatq.api.models import (
+    MAX_IDEMPOTENCY_KEY,
+    AsyncApiChatCompletionsRequest,
+    AsyncApiChatCompletionsResponse,
+    ListAsyncApiChatCompletionsResponse,
+)
+from chatq.api.pagination import InvalidToken
+from chatq.api.services import Services, services
+from chatq.domain import IdempotencyConflict, Job, NewRequest, Status, Summary, request_fingerprint
+from chatq.store import StoreUnavailable
+
+Svc = Annotated[Services, Depends(services)]
+
+async_routes = APIRouter(prefix="/async/chat/completions", tags=["async chat completions"])
+service_routes = APIRouter(tags=["service"])
+
+
+@async_routes.post(
+    "",
+    summary="Create Async Chat Completion",
+    operation_id="create_async_chat_completion",
+    response_model=AsyncApiChatCompletionsResponse,
+    responses=error_responses(400, 401, 409),
+)
+async def create(
+    body: AsyncApiChatCompletionsRequest,
+    owner: Owner,
+    svc: Svc,
+    idempotency_header: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY, min_length=1),
+    ] = None,
+) -> JSONResponse:
+    request = body.request
+    if request.stream:
+        raise ApiError(400, "stream=true is not supported: async results are fetched, not streamed")
+    key = body.idempotency_key
+    if idempotency_header is not None and key is not None and idempotency_header != key:
+        raise ApiError(400, "the Idempotency-Key header and the idempotency_key field differ")
+    key = key if key is not None else idempotency_header
+    if svc.router.resolve(request.model) is None:
+        served = ", ".join(svc.router.models())
+        raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
+    stored = request.model_dump(mode="json", exclude_unset=True)
+    new = NewRequest(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        model=request.model,
+        request=stored,
+        request_hash=request_fingerprint(stored),
+        idempotency_key=key,
+    )
+    try:
+        job, _created = await svc.store.submit(new)
+    except IdempotencyConflict as exc:
+        raise ApiError(
+            409,
+            f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
+            "idempotency_conflict",
+        ) from None
+    return JSONResponse(full_object(job))
+
+
+@async_routes.get(
+    "",
+    summary="List Async Chat Completions",
+    description="Lists all asynchronous chat completion requests for the authenticated user.",
+    operation_id="list_async_chat_completions",
+    response_model=ListAsyncApiChatCompletionsResponse,
+    responses=error_responses(400, 401),
+)
+async def list_requests(
+    owner: Owner,
+    svc: Svc,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Maximum number of requests to return.")
+    ] = 20,
+    next_token: Annotated[
+        str | None,
+        Query(
+            description="Token for fetching the next page of results. "
+            "Ensure this token is URL-encoded when passed as a query parameter."
+        ),
+    ] = None,
+) -> JSONResponse:
+    before: int | None = None
+    if next_token is not None:
+        try:
+            before = svc.tokens.decode(owner, next_token)
+        except InvalidToken:
+            raise ApiError(
+                400, "next_token is malformed or not yours", "invalid_next_token"
+            ) from None
+    page, more = await svc.store.list_page(owner, limit, before)
+    token = svc.tokens.encode(owner, page[-1].seq) if more and page else None
+    return JSONResponse({"requests": [summary(s) for s in page], "next_token": token})
+
+
+@async_routes.get(
+    "/{api_request}",
+    summary="Get Async Chat Completion",
+    operation_id="get_async_chat_completion",
+    response_model=AsyncApiChatCompletionsResponse,
+    responses=error_responses(401, 404),
+)
+async def get_request(api_request: str, owner: Owner, svc: Svc) -> JSONResponse:
+    job = await svc.store.get(owner, api_request)
+    if job is None:
+        raise ApiError(404, f"no async chat completion request {api_request!r}")
+    return JSONResponse(full_object(job))
+
+
+@service_routes.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@service_routes.get("/readyz", summary="The store is reachable", responses=error_responses(503))
+async def readyz(svc: Svc) -> Any:
+    try:
+        await svc.store.ping()
+    except StoreUnavailable as exc:
+        return error_response(503, f"store unreachable: {exc}")
+    return {"status": "ok"}
+
+
+def _ts(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def summary(row: Summary | Job) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "model": row.model,
+        "status": row.status.value,
+        "created_at": int(row.created_at),
+        "started_at": _ts(row.started_at),
+        "completed_at": _ts(row.completed_at),
+        "failed_at": _ts(row.failed_at),
+    }
+
+
+def full_object(job: Job) -> dict[str, Any]:
+    out = summary(job)
+    out["response"] = job.response if job.status is Status.COMPLETED else None
+    out["error_message"] = job.error_message if job.status is Status.FAILED else None
+    return out

@@ -1,0 +1,1 @@
+"""Backends: the upstreams that answer chat requests."""

@@ -1,0 +1,39 @@
+"""A deterministic backend that answers with the last user message: for demos and tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatq.backends.normalize import completion_response
+from chatq.domain import JSON
+
+
+class EchoBackend:
+    def __init__(self, name: str = "echo") -> None:
+        self.name = name
+
+    async def complete(self, request_id: str, request: JSON) -> JSON:
+        messages = request["messages"]
+        user_turns = [m for m in messages if m.get("role") == "user"]
+        answer = message_text(user_turns[-1]) if user_turns else ""
+        prompt_tokens = sum(len(message_text(m).split()) for m in messages)
+        return completion_response(
+            request_id, request["model"], answer, prompt_tokens, len(answer.split())
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def message_text(message: JSON) -> str:
+    """The text of a message whose content is a string or a list of content chunks."""
+    content: Any = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(c.get("text", ""))
+            for c in content
+            if isinstance(c, dict) and c.get("type") == "text"
+        )
+    return ""

@@ -1,0 +1,33 @@
+"""Storage: the Store protocol and its dialects. Only this package runs SQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from chatq.store.protocol import Store, StoreUnavailable
+
+__all__ = ["Store", "StoreUnavailable", "open_store", "sqlite_path"]
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+def sqlite_path(url: str) -> str:
+    """sqlite:///relative.db -> relative.db, sqlite:////abs.db -> /abs.db (SQLAlchemy's rule)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise UnsupportedDatabase(f"not a sqlite URL with a path: {url!r}")
+    return url[len(prefix) :]
+
+
+async def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
+    """Open (but do not migrate) the store a database URL names."""
+    if url.startswith("sqlite:"):
+        from chatq.store.sqlite.store import SqliteStore
+
+        return await SqliteStore.open(sqlite_path(url), clock=clock)
+    raise UnsupportedDatabase(
+        f"unsupported database URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
+    )

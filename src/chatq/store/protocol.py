@@ -1,0 +1,80 @@
+"""The Store port: the only place SQL runs. Every dialect implements these verbs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached; callers answer 503 and retry later."""
+
+
+class Store(Protocol):
+    # lifecycle
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+
+    async def applied_migrations(self) -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    async def secret(self, name: str) -> bytes:
+        """A random secret shared by every process on this database, created on first use."""
+
+    # api keys
+    async def insert_key(self, key: ApiKey, secret_hash: str) -> None: ...
+
+    async def owner_of_key(self, secret_hash: str) -> str | None:
+        """The owner of an unrevoked key, or None."""
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """True if the key existed and was live."""
+
+    async def count_keys(self) -> int: ...
+
+    # requests, as the API sees them
+    async def submit(self, new: NewRequest) -> tuple[Job, bool]:
+        """Store a request durably; (job, created). A replayed idempotency key returns the
+        existing job with created=False; a key bound to another request raises
+        IdempotencyConflict."""
+
+    async def get(self, owner: str, request_id: str) -> Job | None: ...
+
+    async def list_page(
+        self, owner: str, limit: int, before_seq: int | None
+    ) -> tuple[list[Summary], bool]:
+        """Newest first, strictly older than before_seq; (page, more rows exist)."""
+
+    # requests, as workers see them
+    async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedJob]:
+        """CREATED -> IN_PROGRESS for up to limit jobs, oldest first, leased to worker_id."""
+
+    async def renew(self, worker_id: str, lease_s: float) -> int:
+        """Extend every lease worker_id holds, in one statement; return how many."""
+
+    async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
+        """IN_PROGRESS (held by worker_id) -> COMPLETED; False if the job is no longer ours."""
+
+    async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
+        """IN_PROGRESS (held by worker_id) -> FAILED; False if the job is no longer ours."""
+
+    async def release(self, worker_id: str, request_ids: Sequence[str]) -> int:
+        """Hand jobs back (IN_PROGRESS -> CREATED) on shutdown; return how many."""
+
+    async def rescue(self, max_deliveries: int) -> tuple[int, int]:
+        """Expired leases: back to CREATED, or FAILED once delivered max_deliveries times.
+        Return (requeued, failed)."""
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete COMPLETED and FAILED jobs finished before the given time; return how many."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be available, or after timeout."""

@@ -1,0 +1,1 @@
+"""Workers: claim jobs, hold leases, run backends, record results."""

@@ -1,0 +1,194 @@
+"""The worker: claim CREATED jobs oldest first, run them, record exactly one result.
+
+Shutdown follows procrastinate: a stop event, a grace period for in-flight jobs, then
+whatever is left is cancelled and handed back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+from chatq.backends.base import PermanentError, TransientError
+from chatq.backends.routing import Router
+from chatq.config import WorkerSettings
+from chatq.domain import ClaimedJob
+from chatq.store import Store
+from chatq.worker.retry import backoff_delay
+
+log = logging.getLogger("chatq.worker")
+
+_SECONDS_PER_DAY = 86_400.0
+_PURGE_EVERY_S = 600.0
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        settings: WorkerSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.settings = settings
+        self.clock = clock
+        self.id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until stop is set, then drain within the grace period and hand back the rest."""
+        log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        upkeep = asyncio.create_task(self._upkeep(stop), name="chatq-worker-upkeep")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._drain()
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+            log.info("worker %s stopped", self.id)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        while not stop.is_set():
+            free = s.concurrency - len(self._running)
+            if free <= 0:
+                await _first_of(stop, self._slot_freed, timeout=s.poll_interval_s)
+                self._slot_freed.clear()
+                continue
+            try:
+                jobs = await self.store.claim(self.id, free, s.lease_s)
+            except Exception:
+                log.exception("claim failed; retrying in %.1fs", s.poll_interval_s)
+                await _first_of(stop, timeout=s.poll_interval_s)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._execute(job), name=f"chatq-job-{job.id}")
+                self._running[job.id] = task
+                task.add_done_callback(functools.partial(self._finished, job.id))
+            if not jobs:
+                wake = asyncio.create_task(self.store.wait_for_work(s.poll_interval_s))
+                await _first_of(stop, wake)
+                wake.cancel()
+
+    def _finished(self, job_id: str, _: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self._slot_freed.set()
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        try:
+            outcome = await self._run_backend(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a backend must not kill the worker
+            log.exception("job %s: unexpected error", job.id)
+            outcome = f"internal error in backend: {type(exc).__name__}: {exc}"
+        try:
+            if isinstance(outcome, dict):
+                recorded = await self.store.complete(job.id, self.id, outcome)
+            else:
+                recorded = await self.store.fail(job.id, self.id, outcome)
+        except Exception:
+            # The lease will expire and another worker will run the job again.
+            log.exception("job %s: could not record the result", job.id)
+            return
+        if not recorded:
+            log.warning("job %s: lease lost before the result was recorded; discarded", job.id)
+
+    async def _run_backend(self, job: ClaimedJob) -> dict[str, object] | str:
+        """The CompletionResponse, or the error message to fail the job with."""
+        backend = self.router.resolve(job.model)
+        if backend is None:
+            return f"no backend serves model {job.model!r} any more"
+        s = self.settings
+        deadline = self.clock() + s.deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                    return await backend.complete(job.id, job.request)
+            except PermanentError as exc:
+                return str(exc)
+            except TransientError as exc:
+                error, retry_after = str(exc), exc.retry_after
+            except TimeoutError:
+                return f"deadline of {s.deadline_s:g}s exceeded after {attempt} attempt(s)"
+            if attempt >= s.max_attempts:
+                return f"gave up after {attempt} attempt(s); last error: {error}"
+            delay = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, retry_after)
+            if self.clock() + delay >= deadline:
+                return (
+                    f"deadline of {s.deadline_s:g}s would pass before the next retry; "
+                    f"{attempt} attempt(s); last error: {error}"
+                )
+            log.info(
+                "job %s: attempt %d failed (%s); retrying in %.2fs", job.id, attempt, error, delay
+            )
+            await asyncio.sleep(delay)
+
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        """Renew our leases (one statement), rescue expired ones, purge old results."""
+        s = self.settings
+        every = s.lease_s / 3
+        next_purge = 0.0
+        while not stop.is_set():
+            try:
+                if self._running:
+                    await self.store.renew(self.id, s.lease_s)
+                requeued, failed = await self.store.rescue(s.max_deliveries)
+                if requeued or failed:
+                    log.warning("rescued expired leases: %d requeued, %d failed", requeued, failed)
+                if self.clock() >= next_purge:
+                    cutoff = self.clock() - s.retention_days * _SECONDS_PER_DAY
+                    purged = await self.store.purge(cutoff)
+                    if purged:
+                        log.info("purged %d finished requests", purged)
+                    next_purge = self.clock() + _PURGE_EVERY_S
+            except Exception:
+                log.exception("lease upkeep failed; trying again in %.1fs", every)
+            await _first_of(stop, timeout=every)
+        # Until the drain ends, in-flight jobs still need their leases.
+        while self._running:
+            with contextlib.suppress(Exception):
+                await self.store.renew(self.id, s.lease_s)
+            await asyncio.sleep(every)
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        tasks = list(self._running.values())
+        log.info("stopping: waiting up to %.1fs for %d job(s)", self.settings.grace_s, len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.grace_s)
+        if not pending:
+            return
+        left = [job_id for job_id, task in self._running.items() if task in pending]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        released = await self.store.release(self.id, left)
+        log.info("stopping: handed %d unfinished job(s) back to the queue", released)
+
+
+async def _first_of(
+    *events: asyncio.Event | asyncio.Task[None], timeout: float | None = None
+) -> None:
+    """Wait until any event is set or task is done, or the timeout passes."""
+    waiters = [
+        asyncio.ensure_future(e.wait()) if isinstance(e, asyncio.Event) else e for e in events
+    ]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter, source in zip(waiters, events, strict=True):
+            if isinstance(source, asyncio.Event):
+                waiter.cancel()
