@@ -50,11 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     command("migrate", "apply pending database migrations")
     keys = command("keys", "manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_commands.add_parser("create", help="create a key; its secret is printed once")
+
+    def key_command(name: str, help_: str) -> argparse.ArgumentParser:
+        sub = key_commands.add_parser(name, help=help_, description=help_)
+        _add(sub, "database", "database URL")
+        _add(sub, "config", "TOML config file")
+        return sub
+
+    create = key_command("create", "create a key; its secret is printed once, last")
     create.add_argument("name", help="a name for the key; also its owner unless --owner")
     create.add_argument("--owner", help="owner whose requests the key sees (default: NAME)")
-    key_commands.add_parser("list", help="list keys (never their secrets)")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    key_command("list", "list keys (never their secrets)")
+    revoke = key_command("revoke", "revoke a key by id")
     revoke.add_argument("key_id", help="the id shown by 'chatq keys list'")
     return parser
 

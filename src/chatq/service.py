@@ -69,8 +69,20 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Callable[[st
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, access_log=False, log_config=None
         )
-        log.info("serving on http://%s:%d", settings.host, settings.port)
-        await uvicorn.Server(config).serve()
+        server = uvicorn.Server(config)
+        announcer = asyncio.create_task(_announce_address(server, announce))
+        try:
+            await server.serve()
+        finally:
+            announcer.cancel()
+
+
+async def _announce_address(server: uvicorn.Server, announce: Callable[[str], None]) -> None:
+    """Say where we listen once bound: with --port 0 only the socket knows the port."""
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    announce(f"chatq listening on http://{host}:{port}")
 
 
 async def work(settings: Settings) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -59,6 +63,16 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, Any] | None = getattr(exc, "headers", None)
         return error_response(exc.status_code, message, headers=headers)
 
+    async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = jsonable_encoder(exc.errors())
+        try:
+            json.dumps(detail, allow_nan=False)
+        except ValueError:
+            # The input echoed back holds NaN or Infinity, which JSON cannot carry.
+            detail = [{k: v for k, v in item.items() if k != "input"} for item in detail]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     async def on_unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("store unavailable: %s", exc)
         return error_response(503, "the database is unavailable; retry shortly")
@@ -70,8 +84,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(Exception, on_anything)
+
+
+def has_non_finite(value: Any) -> bool:
+    """NaN and Infinity parse in Python but are not JSON: no upstream could read them."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_non_finite(v) for v in value)
+    return False
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from chatq.api.auth import Owner
-from chatq.api.errors import ApiError, error_response, error_responses
+from chatq.api.errors import ApiError, error_response, error_responses, has_non_finite
 from chatq.api.models import (
     MAX_IDEMPOTENCY_KEY,
     AsyncApiChatCompletionsRequest,
@@ -53,7 +53,9 @@ async def create(
     if svc.router.resolve(request.model) is None:
         served = ", ".join(svc.router.models())
         raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
-    stored = request.model_dump(mode="json", exclude_unset=True)
+    stored = request.model_dump(exclude_unset=True)
+    if has_non_finite(stored):
+        raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
     new = NewRequest(
         id=str(uuid.uuid4()),
         owner=owner,

@@ -1,0 +1,92 @@
+"""One real `chatq serve` per module, routing models to a fake upstream, on a real SQLite file."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import ChatqServer, create_key
+
+_names = itertools.count()
+UPSTREAM_KEY = "sk-fake-upstream"
+
+
+def write_config(path: Path, upstream_url: str) -> Path:
+    path.write_text(
+        f"""
+[worker]
+backoff_base_s = 0.05
+backoff_max_s = 0.2
+max_attempts = 3
+poll_interval_s = 0.2
+
+[[backends]]
+name = "fake"
+type = "openai"
+base_url = "{upstream_url}"
+api_key_env = "FAKE_UPSTREAM_KEY"
+models = ["fake-model", "sonar*"]
+upstream_model = "upstream-llama"
+timeout_s = 10
+
+[[backends]]
+name = "echo"
+type = "echo"
+models = ["echo"]
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def module_upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_upstream: FakeUpstream
+) -> Iterator[ChatqServer]:
+    workdir = tmp_path_factory.mktemp("chatq")
+    config = write_config(workdir / "chatq.toml", module_upstream.base_url)
+    proc = ChatqServer(
+        workdir,
+        "--database",
+        f"sqlite:///{workdir / 'chatq.db'}",
+        "--config",
+        str(config),
+        env={"FAKE_UPSTREAM_KEY": UPSTREAM_KEY},
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        code = proc.stop()
+        assert code in (0, -15), f"chatq exited with {code}; log:\n{proc.log()}"
+
+
+@pytest.fixture
+def new_key(server: ChatqServer) -> Callable[[], str]:
+    """Keys for fresh owners: each test sees only the requests it made itself."""
+    database = next(a for a in server.args if a.startswith("sqlite:"))
+    return lambda: create_key(database, f"owner-{next(_names)}-{time.monotonic_ns()}")
+
+
+def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
+        if body["status"] in ("COMPLETED", "FAILED") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)

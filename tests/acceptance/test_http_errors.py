@@ -1,0 +1,332 @@
+"""Every error case of the contract, over raw HTTP against the real server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import wait_finished
+from tests.harness import ChatqServer
+
+PATH = "/async/chat/completions"
+
+
+def chat(content: str = "hi", model: str = "echo", **extra: Any) -> dict[str, Any]:
+    return {
+        "request": {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    }
+
+
+def assert_error(response: httpx.Response, status: int, type_: str | None = None) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "code"}
+    assert body["error"]["code"] == status
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if type_ is not None:
+        assert body["error"]["type"] == type_
+    message: str = body["error"]["message"]
+    return message
+
+
+def assert_422(response: httpx.Response) -> None:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail
+    assert all({"loc", "msg", "type"} <= set(item) for item in detail)
+
+
+@pytest.fixture
+def alice(server: ChatqServer, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
+    with server.client(new_key()) as client:
+        yield client
+
+
+@pytest.fixture
+def bob(server: ChatqServer, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
+    with server.client(new_key()) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer a b",
+        "Basic dXNlcjpwYXNz",
+        "bearer nope",
+        "Bearer cq-00-x",
+        "Token x",
+    ],
+)
+def test_missing_or_bad_credentials_are_401(server: ChatqServer, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    with httpx.Client(base_url=server.base_url) as client:
+        for response in (
+            client.get(PATH, headers=headers),
+            client.get(f"{PATH}/some-id", headers=headers),
+            client.post(PATH, json=chat(), headers=headers),
+        ):
+            assert_error(response, 401, "authentication_error")
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_revoked_key_is_401(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    from tests.harness import run_cli
+
+    key = new_key()
+    with server.client(key) as client:
+        assert client.get(PATH).status_code == 200
+        database = next(a for a in server.args if a.startswith("sqlite:"))
+        key_id = key.split("-")[1]
+        done = run_cli("keys", "revoke", key_id, "--database", database)
+        assert done.returncode == 0, done.stderr
+        assert_error(client.get(PATH), 401)
+
+
+def test_owners_are_isolated(alice: httpx.Client, bob: httpx.Client) -> None:
+    mine = alice.post(PATH, json=chat("alice's secret")).json()
+    response = bob.get(f"{PATH}/{mine['id']}")
+    message = assert_error(response, 404, "not_found")
+    missing = assert_error(bob.get(f"{PATH}/no-such-request"), 404, "not_found")
+    # A foreign id and a missing one look exactly alike.
+    assert message.replace(mine["id"], "X") == missing.replace("no-such-request", "X")
+    assert bob.get(PATH).json() == {"requests": [], "next_token": None}
+    assert [r["id"] for r in alice.get(PATH).json()["requests"]] == [mine["id"]]
+
+
+def test_full_object_shape(alice: httpx.Client) -> None:
+    created = alice.post(PATH, json=chat("shape")).json()
+    assert set(created) == {
+        "id",
+        "model",
+        "status",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "failed_at",
+        "response",
+        "error_message",
+    }
+    assert created["status"] == "CREATED"
+    done = wait_finished(alice, created["id"])
+    assert done["status"] == "COMPLETED"
+    assert all(isinstance(done[k], int) for k in ("created_at", "started_at", "completed_at"))
+    response = done["response"]
+    assert response["object"] == "chat.completion"
+    assert response["choices"][0]["message"] == {"role": "assistant", "content": "shape"}
+    summary = alice.get(PATH).json()["requests"][0]
+    assert set(summary) == set(created) - {"response", "error_message"}
+
+
+def test_unknown_model_is_400_listing_models(alice: httpx.Client) -> None:
+    message = assert_error(alice.post(PATH, json=chat(model="gpt-99")), 400, "invalid_model")
+    assert "gpt-99" in message
+    for served in ("fake-model", "sonar*", "echo"):
+        assert served in message
+
+
+def test_stream_true_is_refused(alice: httpx.Client) -> None:
+    assert_error(alice.post(PATH, json=chat(stream=True)), 400, "invalid_request")
+    assert alice.post(PATH, json=chat(stream=False)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"request": {}},
+        {"request": {"model": "echo"}},
+        {"request": {"model": "echo", "messages": []}},
+        {"request": {"messages": [{"role": "user", "content": "x"}]}},
+        {"request": {"model": "echo", "messages": [{"role": "robot", "content": "x"}]}},
+        {"request": {"model": "echo", "messages": [{"content": "x"}]}},
+        {"request": {"model": "echo", "messages": "hello"}},
+        {"request": {"model": 5, "messages": [{"role": "user", "content": "x"}]}},
+        {"request": {"model": "", "messages": [{"role": "user", "content": "x"}]}},
+        {"request": "echo"},
+        [],
+        "string",
+        None,
+        {"request": {"model": "echo", "messages": [{"role": "user", "content": 7}]}},
+        {**chat(), "idempotency_key": ""},
+        {**chat(), "idempotency_key": "k" * 257},
+    ],
+)
+def test_schema_violations_are_422(alice: httpx.Client, body: Any) -> None:
+    assert_422(alice.post(PATH, json=body))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"not json",
+        b"\xff\xfe\x00",
+        b'{"request": NaN}',
+        b'{"request": {"model": "echo", "messages": [{"role": "user", "content": "x"}], '
+        b'"temperature": Infinity}}',
+        b"[" * 5000,
+        b'{"request": ' * 3000,
+    ],
+)
+def test_malformed_bodies_are_4xx_never_500(alice: httpx.Client, raw: bytes) -> None:
+    response = alice.post(PATH, content=raw, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+
+
+def test_odd_but_valid_input_is_kept_verbatim(alice: httpx.Client) -> None:
+    request = {
+        "model": "echo",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "chunks \u2603 \x00 ok"}]},
+        ],
+        "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}},
+        "search_recency_filter": "week",
+        "huge": 10**30,
+        "nested": {"a": [1, 2.5, None, True, {"b": "c"}]},
+    }
+    created = alice.post(PATH, json={"request": request})
+    assert created.status_code == 200, created.text
+    done = wait_finished(alice, created.json()["id"])
+    assert done["status"] == "COMPLETED"
+    assert done["response"]["choices"][0]["message"]["content"] == "chunks \u2603 \x00 ok"
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5", ""])
+def test_limit_out_of_range_is_422(alice: httpx.Client, limit: str) -> None:
+    assert_422(alice.get(PATH, params={"limit": limit}))
+
+
+def test_limit_bounds_and_default(alice: httpx.Client) -> None:
+    for i in range(22):
+        alice.post(PATH, json=chat(f"m{i}"))
+    assert len(alice.get(PATH).json()["requests"]) == 20
+    assert len(alice.get(PATH, params={"limit": 1}).json()["requests"]) == 1
+    everything = alice.get(PATH, params={"limit": 1000}).json()
+    assert len(everything["requests"]) == 22 and everything["next_token"] is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["x", "abc", "%%%", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "A" * 200, "\u00e9t\u00e9", "==="],
+)
+def test_malformed_next_token_is_400(alice: httpx.Client, token: str) -> None:
+    assert_error(alice.get(PATH, params={"next_token": token}), 400, "invalid_next_token")
+
+
+def test_foreign_and_tampered_next_token_is_400(alice: httpx.Client, bob: httpx.Client) -> None:
+    for i in range(3):
+        alice.post(PATH, json=chat(f"t{i}"))
+        bob.post(PATH, json=chat(f"t{i}"))
+    token = alice.get(PATH, params={"limit": 1}).json()["next_token"]
+    assert token and all(c.isalnum() or c in "-_" for c in token), "URL-safe"
+    assert alice.get(PATH, params={"next_token": token, "limit": 1}).status_code == 200
+    assert_error(bob.get(PATH, params={"next_token": token}), 400, "invalid_next_token")
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert_error(alice.get(PATH, params={"next_token": tampered}), 400, "invalid_next_token")
+
+
+def test_idempotency_key_in_body_or_header(alice: httpx.Client) -> None:
+    first = alice.post(PATH, json=chat("idem"), headers={"Idempotency-Key": "h-1"}).json()
+    replay_header = alice.post(PATH, json=chat("idem"), headers={"Idempotency-Key": "h-1"}).json()
+    replay_body = alice.post(PATH, json={**chat("idem"), "idempotency_key": "h-1"}).json()
+    assert first["id"] == replay_header["id"] == replay_body["id"]
+    conflict = alice.post(PATH, json=chat("different"), headers={"Idempotency-Key": "h-1"})
+    assert_error(conflict, 409, "idempotency_conflict")
+    mismatch = alice.post(
+        PATH, json={**chat("idem"), "idempotency_key": "b-1"}, headers={"Idempotency-Key": "h-2"}
+    )
+    assert_error(mismatch, 400)
+    assert len(alice.get(PATH).json()["requests"]) == 1
+
+
+def test_idempotency_is_scoped_to_the_owner(alice: httpx.Client, bob: httpx.Client) -> None:
+    a = alice.post(PATH, json={**chat("same"), "idempotency_key": "shared"}).json()
+    b = bob.post(PATH, json={**chat("same"), "idempotency_key": "shared"}).json()
+    assert a["id"] != b["id"]
+
+
+def test_replay_returns_the_object_whatever_its_status(alice: httpx.Client) -> None:
+    first = alice.post(PATH, json={**chat("later"), "idempotency_key": "st"}).json()
+    done = wait_finished(alice, first["id"])
+    assert done["status"] == "COMPLETED"
+    replay = alice.post(PATH, json={**chat("later"), "idempotency_key": "st"}).json()
+    assert replay == done
+
+
+def test_concurrent_duplicates_create_one_job(alice: httpx.Client) -> None:
+    body = {**chat("race"), "idempotency_key": "race-1"}
+
+    def submit(_: int) -> httpx.Response:
+        return alice.post(PATH, json=body)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(submit, range(32)))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(alice.get(PATH).json()["requests"]) == 1
+
+
+def test_unknown_routes_and_methods_use_the_error_shape(alice: httpx.Client) -> None:
+    assert_error(alice.get("/nope"), 404)
+    assert_error(alice.delete(PATH), 405)
+
+
+def test_service_routes(server: ChatqServer) -> None:
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"status": "ok"}
+        assert client.get("/docs").status_code == 200
+        spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in (
+        "ListAsyncApiChatCompletionsResponse",
+        "AsyncApiChatCompletionsResponseSummary",
+        "AsyncProcessingStatus",
+        "AsyncApiChatCompletionsResponse",
+        "AsyncApiChatCompletionsRequest",
+        "CompletionResponse",
+    ):
+        assert name in schemas, sorted(schemas)
+    assert schemas["AsyncProcessingStatus"]["enum"] == [
+        "CREATED",
+        "IN_PROGRESS",
+        "COMPLETED",
+        "FAILED",
+    ]
+    listed = schemas["ListAsyncApiChatCompletionsResponse"]
+    assert listed["required"] == ["requests"]
+    assert listed["properties"]["requests"]["items"]["$ref"].endswith(
+        "/AsyncApiChatCompletionsResponseSummary"
+    )
+    assert set(schemas["AsyncApiChatCompletionsResponseSummary"]["required"]) == {
+        "id",
+        "created_at",
+        "model",
+        "status",
+    }
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": json.loads(
+            json.dumps(spec["components"]["securitySchemes"]["HTTPBearer"].get("description"))
+        ),
+    }
+    list_op = spec["paths"]["/async/chat/completions"]["get"]
+    assert list_op["operationId"] == "list_async_chat_completions"
+    assert [p["name"] for p in list_op["parameters"]] == ["limit", "next_token"]
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            secured = op.get("security") == [{"HTTPBearer": []}]
+            assert secured == path.startswith("/async/"), (method, path)

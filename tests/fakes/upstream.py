@@ -1,0 +1,109 @@
+"""A fake OpenAI-compatible provider on 127.0.0.1, run in a thread of the test process.
+
+It answers POST /v1/chat/completions like a real provider, counts calls, and can be told
+to misbehave: each scripted Reply is used once, in order, before the default answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    """One scripted answer: a status with a JSON or raw body, optional headers and delay."""
+
+    status: int = 200
+    json_body: Any = None
+    raw_body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+class FakeUpstream:
+    def __init__(self, *, omit_sdk_fields: bool = True) -> None:
+        # Real providers (vLLM, Ollama, OpenAI) leave out delta and usage.cost: so do we.
+        self.omit_sdk_fields = omit_sdk_fields
+        self.calls: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-upstream", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def call_count(self) -> int:
+        with self._lock:
+            return len(self.calls)
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self.calls.append(body)
+            self.headers.append(dict(request.headers))
+            reply = self._script.popleft() if self._script else None
+        if reply is None:
+            return JSONResponse(self.answer(body))
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.raw_body is not None:
+            return Response(reply.raw_body, reply.status, reply.headers, media_type="text/html")
+        payload = reply.json_body if reply.json_body is not None else self.answer(body)
+        return JSONResponse(payload, reply.status, reply.headers)
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What a plain OpenAI-compatible server says: 'upstream: <last message>'."""
+        last = body["messages"][-1]["content"]
+        content = f"upstream: {last if isinstance(last, str) else json.dumps(last)}"
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
+        usage: dict[str, Any] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        if not self.omit_sdk_fields:
+            choice["delta"] = choice["message"]
+            usage["cost"] = {"input_tokens_cost": 0.1, "output_tokens_cost": 0.2, "total_cost": 0.3}
+        return {
+            "id": f"up-{len(self.calls)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "unknown"),
+            "choices": [choice],
+            "usage": usage,
+        }
