@@ -44,7 +44,7 @@ def create_key(database_url: str, name: str, owner: str | None = None) -> str:
 
 
 class ChatqServer:
-    """`chatq <command>` as a subprocess on a free port; stopped by its own pid."""
+    """`chatq <command>` as a subprocess (serve and api on a free port); stopped by its pid."""
 
     def __init__(
         self, workdir: Path, *args: str, command: str = "serve", env: dict[str, str] | None = None
@@ -60,8 +60,16 @@ class ChatqServer:
 
     def start(self, timeout: float = 30) -> ChatqServer:
         self._stderr = self.stderr_path.open("w")
+        listens = self.command in ("serve", "api")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatq", self.command, "--port", "0", *self.args],
+            [
+                sys.executable,
+                "-m",
+                "chatq",
+                self.command,
+                *(["--port", "0"] if listens else []),
+                *self.args,
+            ],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -71,6 +79,8 @@ class ChatqServer:
         lines: queue.Queue[str] = queue.Queue()
         self._pump_thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         self._pump_thread.start()
+        if not listens:
+            return self
         deadline = time.monotonic() + timeout
         while not self.base_url:
             try:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from chatq.config import ENV_TWINS, ConfigError, Settings, build_settings
 from chatq.keys import create_key
 from chatq.service import serve, work
-from chatq.store import Store, open_store
+from chatq.store import Store, UnsupportedDatabase, open_store
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, help_: str, **kwargs: object) -> None:
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = build_settings(vars(args), os.environ)
         return asyncio.run(_run(args, settings))
-    except ConfigError as exc:
+    except (ConfigError, UnsupportedDatabase) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from chatq.store.protocol import Store, StoreUnavailable
 
-__all__ = ["Store", "StoreUnavailable", "open_store", "sqlite_path"]
+__all__ = ["Store", "StoreUnavailable", "UnsupportedDatabase", "open_store", "sqlite_path"]
 
 
 class UnsupportedDatabase(ValueError):

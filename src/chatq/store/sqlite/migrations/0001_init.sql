@@ -14,8 +14,8 @@ CREATE TABLE api_keys (
     revoked_at  REAL
 ) STRICT;
 
+-- seq orders the queue (oldest first) and the list (newest first) and is the keyset cursor.
 CREATE TABLE requests (
-    -- seq orders the queue (oldest first) and the list (newest first) and is the keyset cursor.
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
     id               TEXT NOT NULL UNIQUE,
     owner            TEXT NOT NULL,

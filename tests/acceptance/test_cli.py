@@ -1,0 +1,129 @@
+"""The command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chatq.config import ENV_TWINS
+from tests.harness import ChatqServer, chatq_env, run_cli
+
+
+@pytest.mark.parametrize("command", ["serve", "api", "worker", "migrate", "keys"])
+def test_every_flag_names_its_env_twin(command: str) -> None:
+    done = run_cli(command, "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    flags = {"serve": ENV_TWINS, "api": ["database", "config", "host", "port"]}.get(
+        command, ["database", "config"] + (["concurrency"] if command == "worker" else [])
+    )
+    for flag in flags:
+        assert f"--{flag}" in text
+        assert f"(env: {ENV_TWINS[flag]})" in text
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = run_cli("keys", "create", "ci-bot", "--owner", "team-a", "--database", db)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("cq-") and len(secret) > 40
+    key_id = secret.split("-")[1]
+
+    listed = run_cli("keys", "list", "--database", db)
+    assert listed.returncode == 0
+    assert key_id in listed.stdout and "ci-bot" in listed.stdout and "owner=team-a" in listed.stdout
+    assert "active" in listed.stdout
+    assert secret not in listed.stdout, "secrets are shown once, at creation"
+    with sqlite3.connect(tmp_path / "keys.db") as conn:
+        stored = conn.execute("SELECT secret_hash FROM api_keys").fetchall()
+    conn.close()
+    assert stored and secret not in str(stored), "stored hashed"
+
+    assert run_cli("keys", "revoke", key_id, "--database", db).returncode == 0
+    assert "revoked" in run_cli("keys", "list", "--database", db).stdout
+    again = run_cli("keys", "revoke", key_id, "--database", db)
+    assert again.returncode == 1 and "no active key" in again.stderr
+
+
+def test_env_twin_selects_the_database(tmp_path: Path) -> None:
+    env = chatq_env(CHATQ_DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}")
+    assert run_cli("keys", "create", "x", env=env).returncode == 0
+    assert (tmp_path / "env.db").exists()
+
+
+def test_migrate_applies_once(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    first = run_cli("migrate", "--database", db)
+    assert first.returncode == 0 and "applied: 0001_init" in first.stdout
+    second = run_cli("migrate", "--database", db)
+    assert second.returncode == 0 and "already up to date" in second.stdout
+
+
+def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[[backends]]\nname = 'x'\ntype = 'openai'\nmodels = ['m']\n")
+    done = run_cli("serve", "--config", str(config))
+    assert done.returncode == 2
+    assert "needs base_url" in done.stderr and "Traceback" not in done.stderr
+    unsupported = run_cli("migrate", "--database", "mysql://x")
+    assert unsupported.returncode == 2 and "unsupported database URL" in unsupported.stderr
+
+
+def test_serve_on_an_empty_database_prints_a_working_first_key(tmp_path: Path) -> None:
+    # The relative form resolves against the working directory, as SQLAlchemy's does.
+    server = ChatqServer(tmp_path, "--database", "sqlite:///fresh.db").start()
+    try:
+        key = server.stdout_lines[-2]
+        assert "created key 'default'" in server.stdout_lines[-3]
+        with server.client(key) as client:
+            assert client.get("/async/chat/completions").status_code == 200
+    finally:
+        assert server.stop() in (0, -15)
+    assert (tmp_path / "fresh.db").exists()
+
+    again = ChatqServer(tmp_path, "--database", "sqlite:///fresh.db").start()
+    try:
+        assert not any("created key" in line for line in again.stdout_lines)
+    finally:
+        again.stop()
+    log = again.log()
+    assert "worker" in log and "stopped" in log, "the worker drained on SIGTERM"
+
+
+def test_api_and_worker_as_separate_processes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'split.db'}"
+    key = run_cli("keys", "create", "split", "--database", db).stdout.strip().splitlines()[-1]
+    api = ChatqServer(tmp_path, "--database", db, command="api").start()
+    try:
+        with api.client(key) as client:
+            created = client.post(
+                "/async/chat/completions",
+                json={
+                    "request": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+                },
+            ).json()
+            assert created["status"] == "CREATED"
+            worker = ChatqServer(tmp_path, "--database", db, command="worker").start()
+            try:
+                body = _poll(client, created["id"])
+            finally:
+                assert worker.stop() in (0, -15)
+    finally:
+        api.stop()
+    assert body["status"] == "COMPLETED"
+    assert body["response"]["choices"][0]["message"]["content"] == "hi"
+
+
+def _poll(client: httpx.Client, request_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
+        if body["status"] == "COMPLETED" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)

@@ -1,0 +1,69 @@
+"""Walking the pages sees every request that existed when the walk began exactly once, and
+ends, however page sizes and concurrent submissions (by this owner and others) interleave."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatq.api.pagination import TokenCodec
+from chatq.domain import NewRequest, request_fingerprint
+from chatq.store import Store
+from tests.integration.conftest import DIALECTS, Clock, fresh_store
+
+Step = tuple[int, int, str]  # page size, submissions made after reading the page, by whom
+
+
+async def submit(store: Store, owner: str) -> str:
+    request = {"model": "echo", "messages": [{"role": "user", "content": owner}]}
+    new = NewRequest(str(uuid.uuid4()), owner, "echo", request, request_fingerprint(request), None)
+    job, _ = await store.submit(new)
+    return job.id
+
+
+async def walk(dialect: str, initial: list[str], steps: list[Step]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await fresh_store(dialect, Path(tmp), Clock())
+        try:
+            codec = TokenCodec(await store.secret("next_token"))
+            existing = [await submit(store, owner) for owner in initial]
+            alice_existing = [i for i, o in zip(existing, initial, strict=True) if o == "alice"]
+            seen: list[str] = []
+            token: str | None = None
+            for page_number in range(len(alice_existing) + 2):
+                size, newcomers, by = steps[page_number % len(steps)]
+                before = codec.decode("alice", token) if token is not None else None
+                page, more = await store.list_page("alice", size, before)
+                seen.extend(s.id for s in page)
+                for _ in range(newcomers):
+                    await submit(store, by)
+                token = codec.encode("alice", page[-1].seq) if more else None
+                if token is None:
+                    break
+            assert token is None, "the walk ended"
+            assert seen == list(reversed(alice_existing)), (
+                "each existing request once, newest first"
+            )
+        finally:
+            await store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    initial=st.lists(st.sampled_from(["alice", "bob"]), max_size=40),
+    steps=st.lists(
+        st.tuples(st.integers(1, 12), st.integers(0, 4), st.sampled_from(["alice", "bob"])),
+        min_size=1,
+        max_size=12,
+    ),
+    dialect=st.sampled_from(DIALECTS),
+)
+def test_walk_sees_each_existing_request_exactly_once(
+    initial: list[str], steps: list[Step], dialect: str
+) -> None:
+    asyncio.run(walk(dialect, initial, steps))

@@ -1,0 +1,233 @@
+"""The Store contract, verb by verb; every dialect must pass all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from chatq.domain import ApiKey, IdempotencyConflict, NewRequest, Status, request_fingerprint
+from chatq.store import Store
+from tests.integration.conftest import Clock
+
+OWNER = "alice"
+LEASE = 30.0
+
+
+def new(content: str = "hi", owner: str = OWNER, key: str | None = None) -> NewRequest:
+    request = {"model": "echo", "messages": [{"role": "user", "content": content}], "x": [1, 2.5]}
+    return NewRequest(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        model="echo",
+        request=request,
+        request_hash=request_fingerprint(request),
+        idempotency_key=key,
+    )
+
+
+async def test_migrate_is_idempotent_and_recorded(store: Store) -> None:
+    assert await store.migrate() == []
+    assert await store.applied_migrations() == ["0001_init"]
+
+
+async def test_submit_then_get(store: Store, clock: Clock) -> None:
+    submitted = new("hello")
+    job, created = await store.submit(submitted)
+    assert created
+    assert job.id == submitted.id and job.owner == OWNER and job.model == "echo"
+    assert job.status is Status.CREATED
+    assert job.created_at == clock.now
+    assert job.started_at is job.completed_at is job.failed_at is None
+    assert await store.get(OWNER, submitted.id) == job
+
+
+async def test_get_is_scoped_to_the_owner(store: Store) -> None:
+    job, _ = await store.submit(new())
+    assert await store.get("mallory", job.id) is None
+    assert await store.get(OWNER, "missing") is None
+
+
+async def test_idempotent_replay_returns_the_existing_job(store: Store) -> None:
+    first, created = await store.submit(new("same", key="k"))
+    again, created_again = await store.submit(new("same", key="k"))
+    assert created and not created_again
+    assert again == first
+
+
+async def test_idempotency_key_bound_to_another_request_conflicts(store: Store) -> None:
+    first, _ = await store.submit(new("one", key="k"))
+    with pytest.raises(IdempotencyConflict) as caught:
+        await store.submit(new("two", key="k"))
+    assert caught.value.existing_id == first.id
+
+
+async def test_idempotency_is_per_owner(store: Store) -> None:
+    a, _ = await store.submit(new("same", key="k"))
+    b, created = await store.submit(new("same", owner="bob", key="k"))
+    assert created and a.id != b.id
+
+
+async def test_concurrent_duplicates_make_one_job(store: Store) -> None:
+    results = await asyncio.gather(*(store.submit(new("race", key="r")) for _ in range(25)))
+    assert len({job.id for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    page, more = await store.list_page(OWNER, 100, None)
+    assert len(page) == 1 and not more
+
+
+async def test_list_page_is_newest_first_keyset(store: Store) -> None:
+    ids = [(await store.submit(new(f"m{i}")))[0].id for i in range(5)]
+    await store.submit(new("not mine", owner="bob"))
+    page, more = await store.list_page(OWNER, 2, None)
+    assert [s.id for s in page] == ids[:2:-1][:2] == [ids[4], ids[3]]
+    assert more
+    page2, more2 = await store.list_page(OWNER, 2, page[-1].seq)
+    assert [s.id for s in page2] == [ids[2], ids[1]]
+    assert more2
+    page3, more3 = await store.list_page(OWNER, 2, page2[-1].seq)
+    assert [s.id for s in page3] == [ids[0]]
+    assert not more3
+    exact, more_exact = await store.list_page(OWNER, 5, None)
+    assert len(exact) == 5 and not more_exact, "no further page exactly at the end"
+
+
+async def test_claim_oldest_first_with_a_lease(store: Store, clock: Clock) -> None:
+    ids = [(await store.submit(new(f"c{i}")))[0].id for i in range(3)]
+    clock.advance(5)
+    claimed = await store.claim("w1", 2, LEASE)
+    assert [c.id for c in claimed] == ids[:2]
+    assert claimed[0].request["messages"][0]["content"] == "c0"
+    assert claimed[0].request["x"] == [1, 2.5]
+    assert all(c.attempts == 1 for c in claimed)
+    job = await store.get(OWNER, ids[0])
+    assert job is not None and job.status is Status.IN_PROGRESS and job.started_at == clock.now
+    rest = await store.claim("w2", 10, LEASE)
+    assert [c.id for c in rest] == [ids[2]]
+    assert await store.claim("w3", 10, LEASE) == []
+    assert await store.claim("w3", 0, LEASE) == []
+
+
+async def test_complete_is_guarded(store: Store, clock: Clock) -> None:
+    job, _ = await store.submit(new())
+    assert not await store.complete(job.id, "w1", {"x": 1}), "not claimed yet"
+    await store.claim("w1", 1, LEASE)
+    assert not await store.complete(job.id, "intruder", {"x": 1}), "someone else's lease"
+    clock.advance(1)
+    assert await store.complete(job.id, "w1", {"answer": 42})
+    done = await store.get(OWNER, job.id)
+    assert done is not None and done.status is Status.COMPLETED
+    assert done.response == {"answer": 42} and done.completed_at == clock.now
+    assert not await store.complete(job.id, "w1", {"answer": 0}), "already finished"
+    assert not await store.fail(job.id, "w1", "late failure")
+    final = await store.get(OWNER, job.id)
+    assert final == done
+
+
+async def test_fail_is_guarded(store: Store, clock: Clock) -> None:
+    job, _ = await store.submit(new())
+    await store.claim("w1", 1, LEASE)
+    assert not await store.fail(job.id, "w2", "nope")
+    assert await store.fail(job.id, "w1", "upstream said no")
+    failed = await store.get(OWNER, job.id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error_message == "upstream said no" and failed.failed_at == clock.now
+    assert not await store.complete(job.id, "w1", {})
+
+
+async def test_renew_extends_only_our_leases(store: Store, clock: Clock) -> None:
+    a, _ = await store.submit(new("a"))
+    b, _ = await store.submit(new("b"))
+    await store.claim("w1", 1, LEASE)
+    await store.claim("w2", 1, LEASE)
+    clock.advance(LEASE - 1)
+    assert await store.renew("w1", LEASE) == 1
+    clock.advance(2)  # w2's lease has now expired, w1's has not
+    assert await store.rescue(max_deliveries=5) == (1, 0)
+    job_a = await store.get(OWNER, a.id)
+    job_b = await store.get(OWNER, b.id)
+    assert job_a is not None and job_a.status is Status.IN_PROGRESS
+    assert job_b is not None and job_b.status is Status.CREATED and job_b.started_at is None
+    assert not await store.complete(b.id, "w2", {}), "a rescued job is no longer w2's"
+    again = await store.claim("w3", 5, LEASE)
+    assert [c.id for c in again] == [b.id] and again[0].attempts == 2
+
+
+async def test_rescue_gives_up_after_max_deliveries(store: Store, clock: Clock) -> None:
+    job, _ = await store.submit(new())
+    for delivery in range(1, 4):
+        claimed = await store.claim(f"w{delivery}", 1, LEASE)
+        assert [c.attempts for c in claimed] == [delivery]
+        clock.advance(LEASE + 1)
+        requeued, failed = await store.rescue(max_deliveries=3)
+        assert (requeued, failed) == ((1, 0) if delivery < 3 else (0, 1))
+    final = await store.get(OWNER, job.id)
+    assert final is not None and final.status is Status.FAILED
+    assert final.error_message is not None and "lost 3 times" in final.error_message
+
+
+async def test_release_hands_jobs_back_without_counting_a_delivery(store: Store) -> None:
+    a, _ = await store.submit(new("a"))
+    b, _ = await store.submit(new("b"))
+    await store.claim("w1", 2, LEASE)
+    assert await store.release("w2", [a.id]) == 0, "not w2's to release"
+    assert await store.release("w1", [a.id, b.id]) == 2
+    assert await store.release("w1", []) == 0
+    for job_id in (a.id, b.id):
+        job = await store.get(OWNER, job_id)
+        assert job is not None and job.status is Status.CREATED and job.started_at is None
+    again = await store.claim("w3", 5, LEASE)
+    assert [c.attempts for c in again] == [1, 1]
+
+
+async def test_purge_deletes_only_old_finished_jobs(store: Store, clock: Clock) -> None:
+    done, _ = await store.submit(new("done"))
+    failed, _ = await store.submit(new("failed"))
+    running, _ = await store.submit(new("running"))
+    waiting, _ = await store.submit(new("waiting"))
+    await store.claim("w", 3, LEASE)
+    await store.complete(done.id, "w", {})
+    await store.fail(failed.id, "w", "x")
+    finished_at = clock.now
+    clock.advance(100)
+    assert await store.purge(finished_before=finished_at) == 0
+    assert await store.purge(finished_before=finished_at + 1) == 2
+    assert await store.get(OWNER, done.id) is None
+    assert await store.get(OWNER, failed.id) is None
+    assert await store.get(OWNER, running.id) is not None
+    assert await store.get(OWNER, waiting.id) is not None
+
+
+async def test_keys(store: Store, clock: Clock) -> None:
+    assert await store.count_keys() == 0
+    key = ApiKey(id="k1", name="laptop", owner="alice", created_at=clock.now, revoked_at=None)
+    await store.insert_key(key, "hash-1")
+    assert await store.owner_of_key("hash-1") == "alice"
+    assert await store.owner_of_key("hash-2") is None
+    assert await store.list_keys() == [key]
+    assert await store.count_keys() == 1
+    assert await store.revoke_key("k1")
+    assert not await store.revoke_key("k1"), "already revoked"
+    assert await store.owner_of_key("hash-1") is None
+    (listed,) = await store.list_keys()
+    assert listed.revoked_at == clock.now
+
+
+async def test_secret_is_created_once(store: Store) -> None:
+    first = await store.secret("next_token")
+    assert len(first) == 32
+    assert await store.secret("next_token") == first
+    assert await store.secret("other") != first
+
+
+async def test_wait_for_work_wakes_on_submit(store: Store) -> None:
+    waiter = asyncio.create_task(store.wait_for_work(timeout=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await store.submit(new())
+    await asyncio.wait_for(waiter, timeout=5)
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()

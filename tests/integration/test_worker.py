@@ -1,0 +1,245 @@
+"""The worker against a real SQLite store and a fake upstream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chatq.backends.routing import Router, build_router
+from chatq.config import BackendConfig, WorkerSettings
+from chatq.domain import JSON, Job, NewRequest, Status, request_fingerprint
+from chatq.store import Store, open_store
+from chatq.worker.worker import Worker
+from tests.fakes.upstream import FakeUpstream, Reply
+
+OWNER = "alice"
+FAST = WorkerSettings(
+    lease_s=1.0, poll_interval_s=0.05, backoff_base_s=0.01, backoff_max_s=0.05, grace_s=5.0
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'worker.db'}")
+    await opened.migrate()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
+    built = build_router(
+        [
+            BackendConfig(name="echo", type="echo", models=("echo",)),
+            BackendConfig(
+                name="up", type="openai", models=("up",), base_url=upstream.base_url, timeout_s=10
+            ),
+        ]
+    )
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+async def submit(store: Store, content: str, model: str = "echo") -> str:
+    request = {"model": model, "messages": [{"role": "user", "content": content}]}
+    new = NewRequest(str(uuid.uuid4()), OWNER, model, request, request_fingerprint(request), None)
+    job, _ = await store.submit(new)
+    return job.id
+
+
+async def wait_for(
+    store: Store, ids: list[str], *statuses: Status, timeout: float = 15
+) -> list[Job]:
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [await store.get(OWNER, i) for i in ids]
+        found = [j for j in jobs if j is not None]
+        if all(j.status in statuses for j in found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.02)
+
+
+class Running:
+    """A worker task with its stop event."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(worker.run(self.stop))
+
+    async def shutdown(self, timeout: float = 20) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout)
+
+
+async def test_runs_jobs_oldest_first_to_completion(store: Store, router: Router) -> None:
+    ids = [await submit(store, f"job {i}") for i in range(20)]
+    running = Running(Worker(store, router, FAST))
+    try:
+        jobs = await wait_for(store, ids, Status.COMPLETED)
+    finally:
+        await running.shutdown()
+    assert [j.status for j in jobs] == [Status.COMPLETED] * 20
+    assert [j.response["choices"][0]["message"]["content"] for j in jobs if j.response] == [
+        f"job {i}" for i in range(20)
+    ]
+    started = [j.started_at or 0.0 for j in jobs]
+    assert started == sorted(started), "claimed oldest first"
+
+
+async def test_wakes_at_once_on_submit(store: Store, router: Router) -> None:
+    slow_poll = FAST.model_copy(update={"poll_interval_s": 30.0})
+    running = Running(Worker(store, router, slow_poll))
+    try:
+        await asyncio.sleep(0.1)  # the worker is idle, waiting for work
+        job_id = await submit(store, "wake up")
+        (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=5)
+    finally:
+        await running.shutdown()
+    assert job.status is Status.COMPLETED, "woken by the submit, not by the 30 s poll"
+
+
+async def test_concurrency_is_bounded(store: Store, router: Router, upstream: FakeUpstream) -> None:
+    upstream.script(*[Reply(delay_s=0.3) for _ in range(6)])
+    ids = [await submit(store, f"slow {i}", model="up") for i in range(6)]
+    running = Running(Worker(store, router, FAST.model_copy(update={"concurrency": 2})))
+    peak = 0
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            jobs = [await store.get(OWNER, i) for i in ids]
+            peak = max(peak, sum(1 for j in jobs if j and j.status is Status.IN_PROGRESS))
+            if all(j and j.status is Status.COMPLETED for j in jobs):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await running.shutdown()
+    assert peak == 2
+    assert upstream.call_count() == 6
+
+
+async def test_leases_are_renewed_for_long_jobs(
+    store: Store, router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(delay_s=2.5))  # 2.5 leases long
+    job_id = await submit(store, "long", model="up")
+    first = Running(Worker(store, router, FAST))
+    second = Running(Worker(store, router, FAST))  # would steal the job if a lease lapsed
+    try:
+        (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=15)
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+    assert job.status is Status.COMPLETED
+    assert upstream.call_count() == 1, "never run twice"
+
+
+async def test_a_dead_workers_job_is_rescued(store: Store, router: Router) -> None:
+    job_id = await submit(store, "orphan")
+    (claimed,) = await store.claim("ghost-worker-that-died", 1, lease_s=0.3)
+    assert claimed.id == job_id
+    running = Running(Worker(store, router, FAST.model_copy(update={"lease_s": 0.3})))
+    try:
+        (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=10)
+    finally:
+        await running.shutdown()
+    assert job.status is Status.COMPLETED
+    assert not await store.complete(job_id, "ghost-worker-that-died", {}), (
+        "the ghost comes too late"
+    )
+
+
+async def test_shutdown_finishes_in_flight_jobs_within_grace(
+    store: Store, router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(delay_s=0.5))
+    job_id = await submit(store, "finish me", model="up")
+    running = Running(Worker(store, router, FAST))
+    await wait_for(store, [job_id], Status.IN_PROGRESS)
+    await running.shutdown()
+    job = await store.get(OWNER, job_id)
+    assert job is not None and job.status is Status.COMPLETED
+
+
+async def test_shutdown_hands_back_what_outlives_the_grace(
+    store: Store, router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(delay_s=5))
+    job_id = await submit(store, "too slow", model="up")
+    running = Running(Worker(store, router, FAST.model_copy(update={"grace_s": 0.2})))
+    await wait_for(store, [job_id], Status.IN_PROGRESS)
+    await running.shutdown()
+    job = await store.get(OWNER, job_id)
+    assert job is not None and job.status is Status.CREATED and job.started_at is None
+    (again,) = await store.claim("next-worker", 1, lease_s=10)
+    assert again.id == job_id and again.attempts == 1
+
+
+class Exploding:
+    name = "exploding"
+
+    async def complete(self, request_id: str, request: JSON) -> JSON:
+        raise KeyError("a bug in a backend")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_backend_bug_fails_the_job_not_the_worker(store: Store, router: Router) -> None:
+    broken = Router([(("boom",), Exploding()), (("echo",), router.resolve("echo"))])  # type: ignore[list-item]
+    bad = await submit(store, "x", model="boom")
+    good = await submit(store, "y")
+    running = Running(Worker(store, broken, FAST))
+    try:
+        jobs = await wait_for(store, [bad, good], Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+    assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
+    assert jobs[0].error_message is not None and "KeyError" in jobs[0].error_message
+
+
+async def test_deadline_fails_a_job_that_takes_too_long(
+    store: Store, router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(delay_s=3))
+    job_id = await submit(store, "deadline", model="up")
+    running = Running(Worker(store, router, FAST.model_copy(update={"deadline_s": 0.3})))
+    try:
+        (job,) = await wait_for(store, [job_id], Status.FAILED, timeout=10)
+    finally:
+        await running.shutdown()
+    assert job.status is Status.FAILED
+    assert job.error_message is not None and "deadline of 0.3s exceeded" in job.error_message
+
+
+async def test_retention_purges_old_results(tmp_path: Path, router: Router) -> None:
+    now = [1_800_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    store = await open_store(f"sqlite:///{tmp_path / 'retention.db'}", clock=clock)
+    await store.migrate()
+    try:
+        old = await submit(store, "old")
+        running = Running(Worker(store, router, FAST, clock=clock))
+        await wait_for(store, [old], Status.COMPLETED)
+        await running.shutdown()
+        now[0] += 8 * 86_400
+        recent = await submit(store, "recent")
+        running = Running(Worker(store, router, FAST, clock=clock))
+        await wait_for(store, [recent], Status.COMPLETED)
+        await running.shutdown()
+        assert await store.get(OWNER, old) is None, "finished 8 days ago: purged"
+        assert await store.get(OWNER, recent) is not None
+    finally:
+        await store.close()
