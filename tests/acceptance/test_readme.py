@@ -1,0 +1,59 @@
+"""The README's examples run as printed (only the address is swapped for the test server's)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ChatqServer, chatq_env
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+DEFAULT_ADDRESS = "http://127.0.0.1:8000"
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def block_containing(language: str, needle: str) -> str:
+    found = [b for b in blocks(language) if needle in b]
+    assert len(found) == 1, f"one {language} block with {needle!r}"
+    return found[0]
+
+
+def run(command: list[str], server: ChatqServer, key: str) -> str:
+    env = chatq_env(CHATQ_KEY=key)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_curl_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    if subprocess.run(["which", "curl"], capture_output=True, check=False).returncode != 0:
+        pytest.fail("curl is needed to check the README's curl example")
+    key = new_key()
+    submit = block_containing("bash", "-d '{").replace(DEFAULT_ADDRESS, server.base_url)
+    created = json.loads(run(["bash", "-c", submit], server, key))
+    assert created["status"] == "CREATED"
+
+    reads = block_containing("bash", "<id>").replace(DEFAULT_ADDRESS, server.base_url)
+    list_line, get_line = reads.strip().splitlines()
+    listed = json.loads(run(["bash", "-c", list_line], server, key))
+    assert [r["id"] for r in listed["requests"]] == [created["id"]]
+    got = json.loads(run(["bash", "-c", get_line.replace("<id>", created["id"])], server, key))
+    assert got["id"] == created["id"]
+
+
+def test_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    script = block_containing("python", "from perplexity import Perplexity")
+    out = run([sys.executable, "-c", script.replace(DEFAULT_ADDRESS, server.base_url)], server, new_key())
+    lines = out.strip().splitlines()
+    assert lines[0] == "COMPLETED Hello from the SDK"
+    assert lines[1].endswith(" COMPLETED")
+
