@@ -52,8 +52,9 @@ def test_curl_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
 
 def test_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     script = block_containing("python", "from perplexity import Perplexity")
-    out = run([sys.executable, "-c", script.replace(DEFAULT_ADDRESS, server.base_url)], server, new_key())
+    out = run(
+        [sys.executable, "-c", script.replace(DEFAULT_ADDRESS, server.base_url)], server, new_key()
+    )
     lines = out.strip().splitlines()
     assert lines[0] == "COMPLETED Hello from the SDK"
     assert lines[1].endswith(" COMPLETED")
-
