@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import perplexity
 import pytest
@@ -17,11 +17,14 @@ from tests.harness import ChatqServer
 Completion = AsyncApiChatCompletionsResponseOutput
 
 
-def sdk(server: ChatqServer, key: str) -> Perplexity:
+@pytest.fixture
+def client(server: ChatqServer, new_key: Callable[[], str]) -> Iterator[Perplexity]:
+    """An SDK client for a fresh owner."""
     # Strict validation: every response must parse under the SDK's own pydantic models.
-    return Perplexity(
-        api_key=key, base_url=server.base_url, max_retries=0, _strict_response_validation=True
-    )
+    with Perplexity(
+        api_key=new_key(), base_url=server.base_url, max_retries=0, _strict_response_validation=True
+    ) as client:
+        yield client
 
 
 def poll(client: Perplexity, request_id: str, timeout: float = 20) -> Completion:
@@ -34,9 +37,8 @@ def poll(client: Perplexity, request_id: str, timeout: float = 20) -> Completion
 
 
 def test_create_get_until_completed_then_list(
-    server: ChatqServer, new_key: Callable[[], str], module_upstream: FakeUpstream
+    client: Perplexity, module_upstream: FakeUpstream
 ) -> None:
-    client = sdk(server, new_key())
     request = {
         "model": "sonar-pro",
         "messages": [
@@ -87,8 +89,7 @@ def test_create_get_until_completed_then_list(
     assert listed.next_token is None
 
 
-def test_list_pages_through_extra_query(server: ChatqServer, new_key: Callable[[], str]) -> None:
-    client = sdk(server, new_key())
+def test_list_pages_through_extra_query(client: Perplexity) -> None:
     ids = [
         client.async_.chat.completions.create(
             request={"model": "echo", "messages": [{"role": "user", "content": f"n{i}"}]}
@@ -112,8 +113,7 @@ def test_list_pages_through_extra_query(server: ChatqServer, new_key: Callable[[
     assert [t is None for t in tokens] == [False, False, True]
 
 
-def test_idempotency_through_the_sdk(server: ChatqServer, new_key: Callable[[], str]) -> None:
-    client = sdk(server, new_key())
+def test_idempotency_through_the_sdk(client: Perplexity) -> None:
     request = {"model": "echo", "messages": [{"role": "user", "content": "once"}]}
     first = client.async_.chat.completions.create(request=request, idempotency_key="job-1")
     again = client.async_.chat.completions.create(request=request, idempotency_key="job-1")
@@ -127,9 +127,8 @@ def test_idempotency_through_the_sdk(server: ChatqServer, new_key: Callable[[], 
 
 
 def test_upstream_failure_is_reported_through_the_sdk(
-    server: ChatqServer, new_key: Callable[[], str], module_upstream: FakeUpstream
+    client: Perplexity, module_upstream: FakeUpstream
 ) -> None:
-    client = sdk(server, new_key())
     module_upstream.script(
         Reply(400, {"error": {"message": "max_tokens must be positive", "type": "bad_request"}})
     )
@@ -146,9 +145,8 @@ def test_upstream_failure_is_reported_through_the_sdk(
 
 
 def test_transient_upstream_errors_are_retried(
-    server: ChatqServer, new_key: Callable[[], str], module_upstream: FakeUpstream
+    client: Perplexity, module_upstream: FakeUpstream
 ) -> None:
-    client = sdk(server, new_key())
     before = module_upstream.call_count()
     module_upstream.script(
         Reply(503, raw_body="<html>overloaded</html>"),
@@ -165,9 +163,8 @@ def test_transient_upstream_errors_are_retried(
 
 
 def test_retries_exhausted_fail_with_the_cause(
-    server: ChatqServer, new_key: Callable[[], str], module_upstream: FakeUpstream
+    client: Perplexity, module_upstream: FakeUpstream
 ) -> None:
-    client = sdk(server, new_key())
     module_upstream.script(*[Reply(502, raw_body="<html>bad gateway</html>")] * 3)
     created = client.async_.chat.completions.create(
         request={"model": "fake-model", "messages": [{"role": "user", "content": "doomed"}]}
