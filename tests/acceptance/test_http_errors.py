@@ -330,3 +330,15 @@ def test_service_routes(server: ChatqServer) -> None:
         for method, op in methods.items():
             secured = op.get("security") == [{"HTTPBearer": []}]
             assert secured == path.startswith("/async/"), (method, path)
+
+
+def test_keys_of_one_owner_share_its_requests(server: ChatqServer) -> None:
+    from tests.harness import create_key
+
+    database = next(a for a in server.args if a.startswith("sqlite:"))
+    old = create_key(database, "laptop", owner="rotating-owner")
+    new = create_key(database, "laptop-2", owner="rotating-owner")
+    with server.client(old) as before, server.client(new) as after:
+        made = before.post(PATH, json=chat("kept across keys")).json()
+        assert after.get(f"{PATH}/{made['id']}").status_code == 200
+        assert [r["id"] for r in after.get(PATH).json()["requests"]] == [made["id"]]
