@@ -9,8 +9,5 @@ from tests.fakes.upstream import FakeUpstream
 
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream().start()
-    try:
+    with FakeUpstream() as fake:
         yield fake
-    finally:
-        fake.stop()

@@ -32,33 +32,27 @@ class NewRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """A stored request with its lifecycle; timestamps are unix seconds (float)."""
+class Summary:
+    """A stored request as lists show it; timestamps are unix seconds (float)."""
 
     seq: int
     id: str
-    owner: str
     model: str
     status: Status
     created_at: float
     started_at: float | None
     completed_at: float | None
     failed_at: float | None
-    request_hash: str
-    response: JSON | None
-    error_message: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
-    seq: int
-    id: str
-    model: str
-    status: Status
-    created_at: float
-    started_at: float | None
-    completed_at: float | None
-    failed_at: float | None
+class Job(Summary):
+    """A stored request, whole."""
+
+    owner: str
+    request_hash: str
+    response: JSON | None
+    error_message: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,11 +47,8 @@ models = ["echo"]
 
 @pytest.fixture(scope="module")
 def module_upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream().start()
-    try:
+    with FakeUpstream() as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import wait_finished
-from tests.harness import ChatqServer
+from tests.harness import ChatqServer, create_key, run_cli
 
 PATH = "/async/chat/completions"
 
@@ -80,8 +80,6 @@ def test_missing_or_bad_credentials_are_401(server: ChatqServer, authorization: 
 
 
 def test_revoked_key_is_401(server: ChatqServer, new_key: Callable[[], str]) -> None:
-    from tests.harness import run_cli
-
     key = new_key()
     with server.client(key) as client:
         assert client.get(PATH).status_code == 200
@@ -333,8 +331,6 @@ def test_service_routes(server: ChatqServer) -> None:
 
 
 def test_keys_of_one_owner_share_its_requests(server: ChatqServer) -> None:
-    from tests.harness import create_key
-
     database = next(a for a in server.args if a.startswith("sqlite:"))
     old = create_key(database, "laptop", owner="rotating-owner")
     new = create_key(database, "laptop-2", owner="rotating-owner")

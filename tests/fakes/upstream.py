@@ -63,6 +63,12 @@ class FakeUpstream:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def script(self, *replies: Reply) -> None:
         with self._lock:
             self._script.extend(replies)

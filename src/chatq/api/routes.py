@@ -142,7 +142,7 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def summary(row: Summary | Job) -> dict[str, Any]:
+def summary(row: Summary) -> dict[str, Any]:
     return {
         "id": row.id,
         "model": row.model,

@@ -22,10 +22,8 @@ KEY_LIST = "SELECT id, name, owner, created_at, revoked_at FROM api_keys ORDER B
 KEY_REVOKE = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
 KEY_COUNT = "SELECT count(*) FROM api_keys"
 
-_JOB_COLUMNS = """
-seq, id, owner, model, status, created_at, started_at, completed_at, failed_at,
-request_hash, response, error_message
-"""
+_SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
+_JOB_COLUMNS = f"{_SUMMARY_COLUMNS}, owner, request_hash, response, error_message"
 
 SUBMIT = f"""
 INSERT INTO requests (id, owner, model, status, request, request_hash, idempotency_key, created_at)
@@ -38,7 +36,6 @@ SELECT {_JOB_COLUMNS} FROM requests WHERE owner = ? AND idempotency_key = ?
 """
 GET = f"SELECT {_JOB_COLUMNS} FROM requests WHERE owner = ? AND id = ?"
 
-_SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
 LIST_FIRST_PAGE = f"""
 SELECT {_SUMMARY_COLUMNS} FROM requests WHERE owner = ? ORDER BY seq DESC LIMIT ?
 """

@@ -261,31 +261,17 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def _job(row: Any) -> Job:
-    return Job(
-        seq=row[0],
-        id=row[1],
-        owner=row[2],
-        model=row[3],
-        status=Status(row[4]),
-        created_at=row[5],
-        started_at=row[6],
-        completed_at=row[7],
-        failed_at=row[8],
-        request_hash=row[9],
-        response=json.loads(row[10]) if row[10] is not None else None,
-        error_message=row[11],
-    )
+# Rows come in the column order of queries.py, which is the field order of Summary and Job.
+def _summary_values(
+    row: Any,
+) -> tuple[int, str, str, Status, float, float | None, float | None, float | None]:
+    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7])
 
 
 def _summary(row: Any) -> Summary:
-    return Summary(
-        seq=row[0],
-        id=row[1],
-        model=row[2],
-        status=Status(row[3]),
-        created_at=row[4],
-        started_at=row[5],
-        completed_at=row[6],
-        failed_at=row[7],
-    )
+    return Summary(*_summary_values(row))
+
+
+def _job(row: Any) -> Job:
+    response = json.loads(row[10]) if row[10] is not None else None
+    return Job(*_summary_values(row), row[8], row[9], response, row[11])
