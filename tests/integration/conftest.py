@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from chatq.store import Store, open_store
+from tests.pg import temporary_database
 
-DIALECTS = ["sqlite"]
+DIALECTS = ["sqlite", "postgres"]
 
 
 class Clock:
@@ -30,21 +32,34 @@ def clock() -> Clock:
     return Clock()
 
 
-async def fresh_store(dialect: str, tmp_path: Path, clock: Clock) -> Store:
+@asynccontextmanager
+async def database_url(dialect: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty database of the dialect, removed afterwards."""
     if dialect == "sqlite":
-        store = await open_store(f"sqlite:///{tmp_path / 'conformance.db'}", clock=clock)
-    else:  # pragma: no cover - a new dialect must be added here
-        raise AssertionError(dialect)
-    await store.migrate()
-    return store
+        yield f"sqlite:///{tmp_path / 'chatq-test.db'}"
+    else:
+        async with temporary_database() as url:
+            yield url
+
+
+@asynccontextmanager
+async def fresh_store(dialect: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    async with database_url(dialect, tmp_path) as url:
+        store = await open_store(url, clock=clock)
+        try:
+            await store.migrate()
+            yield store
+        finally:
+            await store.close()
 
 
 @pytest.fixture(params=DIALECTS)
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
-) -> AsyncIterator[Store]:
-    opened = await fresh_store(request.param, tmp_path, clock)
-    try:
+def dialect(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def store(dialect: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    async with fresh_store(dialect, tmp_path, clock) as opened:
         yield opened
-    finally:
-        await opened.close()

@@ -28,8 +28,7 @@ async def submit(store: Store, owner: str) -> str:
 
 async def walk(dialect: str, initial: list[str], steps: list[Step]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await fresh_store(dialect, Path(tmp), Clock())
-        try:
+        async with fresh_store(dialect, Path(tmp), Clock()) as store:
             codec = TokenCodec(await store.secret("next_token"))
             existing = [await submit(store, owner) for owner in initial]
             alice_existing = [i for i, o in zip(existing, initial, strict=True) if o == "alice"]
@@ -46,11 +45,7 @@ async def walk(dialect: str, initial: list[str], steps: list[Step]) -> None:
                 if token is None:
                     break
             assert token is None, "the walk ended"
-            assert seen == list(reversed(alice_existing)), (
-                "each existing request once, newest first"
-            )
-        finally:
-            await store.close()
+            assert seen == list(reversed(alice_existing)), "each existing once, newest first"
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,9 +6,13 @@ import re
 import sqlite3
 from pathlib import Path
 
-from chatq.store import open_store
+import asyncpg
 
-EXPECTED = Path(__file__).parent / "schema" / "sqlite.sql"
+from chatq.store import open_store
+from tests.pg import temporary_database
+
+SCHEMAS = Path(__file__).parent / "schema"
+EXPECTED = SCHEMAS / "sqlite.sql"
 
 
 def dump_sqlite_schema(path: Path) -> str:
@@ -33,3 +37,40 @@ async def test_fresh_sqlite_migrate_matches_expected_schema(tmp_path: Path) -> N
     finally:
         await store.close()
     assert dump_sqlite_schema(db) == EXPECTED.read_text()
+
+
+_PG_CATALOG = """
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
+       || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
+       || CASE WHEN is_identity = 'YES' THEN ' identity' ELSE '' END
+       || coalesce(' default ' || column_default, '')
+FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+UNION ALL
+SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+ORDER BY 1
+"""
+
+
+async def dump_postgres_schema(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return "".join(f"{row[0]}\n" for row in await conn.fetch(_PG_CATALOG))
+    finally:
+        await conn.close()
+
+
+async def test_fresh_postgres_migrate_matches_expected_schema() -> None:
+    async with temporary_database() as url:
+        store = await open_store(url)
+        try:
+            assert await store.migrate() == ["0001_init"]
+        finally:
+            await store.close()
+        assert await dump_postgres_schema(url) == (SCHEMAS / "postgres.sql").read_text()

@@ -28,6 +28,15 @@ async def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
         from chatq.store.sqlite.store import SqliteStore
 
         return await SqliteStore.open(sqlite_path(url), clock=clock)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from chatq.store.postgres.store import PostgresStore
+        except ImportError as exc:
+            raise UnsupportedDatabase(
+                f"PostgreSQL needs asyncpg: pip install 'chatq[postgres]' ({exc})"
+            ) from None
+        return await PostgresStore.open(url, clock=clock)
     raise UnsupportedDatabase(
-        f"unsupported database URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
+        f"unsupported database URL {url!r}: use sqlite:///relative.db, "
+        "sqlite:////abs/path.db or postgresql://user@host:port/db"
     )

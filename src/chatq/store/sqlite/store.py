@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any
 
 import aiosqlite
@@ -21,10 +19,16 @@ from chatq.domain import (
     IdempotencyConflict,
     Job,
     NewRequest,
-    Status,
     Summary,
 )
 from chatq.store.protocol import StoreUnavailable
+from chatq.store.rows import (
+    claimed_from_rows,
+    dumps,
+    job_from_row,
+    migration_files,
+    summary_from_row,
+)
 from chatq.store.sqlite import queries as q
 
 _BUSY_TIMEOUT_MS = 10_000
@@ -61,7 +65,7 @@ class SqliteStore:
             await self._writer.execute(q.CREATE_MIGRATIONS_TABLE)
             done = {version for version, _ in await self._migrations_applied()}
             applied: list[str] = []
-            for version, name, sql in _migration_files():
+            for version, name, sql in migration_files("chatq.store.sqlite"):
                 if version in done:
                     continue
                 # executescript commits first, so the record goes inside the script itself.
@@ -132,7 +136,7 @@ class SqliteStore:
             new.id,
             new.owner,
             new.model,
-            json.dumps(new.request, separators=(",", ":")),
+            dumps(new.request),
             new.request_hash,
             new.idempotency_key,
             self._clock(),
@@ -148,15 +152,15 @@ class SqliteStore:
                 )
         if rows and rows[0][1] == new.id:
             self._work.set()
-            return _job(rows[0]), True
-        existing = _job(rows[0])
+            return job_from_row(rows[0]), True
+        existing = job_from_row(rows[0])
         if existing.request_hash != new.request_hash:
             raise IdempotencyConflict(existing.id)
         return existing, False
 
     async def get(self, owner: str, request_id: str) -> Job | None:
         rows = list(await self._reader.execute_fetchall(q.GET, (owner, request_id)))
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def list_page(
         self, owner: str, limit: int, before_seq: int | None
@@ -167,7 +171,7 @@ class SqliteStore:
             rows = await self._reader.execute_fetchall(
                 q.LIST_PAGE_BEFORE, (owner, before_seq, limit + 1)
             )
-        page = [_summary(r) for r in rows]
+        page = [summary_from_row(r) for r in rows]
         return page[:limit], len(page) > limit
 
     # ---- requests, as workers see them
@@ -179,17 +183,13 @@ class SqliteStore:
         params = {"now": now, "worker": worker_id, "expires": now + lease_s, "limit": limit}
         async with self._write_lock:
             rows = await self._writer.execute_fetchall(q.CLAIM, params)
-        ordered = sorted(rows, key=lambda r: int(r[0]))
-        return [
-            ClaimedJob(id=r[1], model=r[2], request=json.loads(r[3]), attempts=int(r[4]))
-            for r in ordered
-        ]
+        return claimed_from_rows(rows)
 
     async def renew(self, worker_id: str, lease_s: float) -> int:
         return await self._write(q.RENEW, (self._clock() + lease_s, worker_id))
 
     async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
-        body = json.dumps(response, separators=(",", ":"))
+        body = dumps(response)
         return await self._write(q.COMPLETE, (self._clock(), body, request_id, worker_id)) == 1
 
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
@@ -249,29 +249,3 @@ async def _connect(path: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
     await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     return conn
-
-
-def _migration_files() -> list[tuple[int, str, str]]:
-    folder = resources.files("chatq.store.sqlite") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            stem = entry.name.removesuffix(".sql")
-            found.append((int(stem.split("_", 1)[0]), stem, entry.read_text()))
-    return sorted(found)
-
-
-# Rows come in the column order of queries.py, which is the field order of Summary and Job.
-def _summary_values(
-    row: Any,
-) -> tuple[int, str, str, Status, float, float | None, float | None, float | None]:
-    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7])
-
-
-def _summary(row: Any) -> Summary:
-    return Summary(*_summary_values(row))
-
-
-def _job(row: Any) -> Job:
-    response = json.loads(row[10]) if row[10] is not None else None
-    return Job(*_summary_values(row), row[8], row[9], response, row[11])

@@ -1,0 +1,48 @@
+"""Row mapping and migration files, shared by the dialects.
+
+Queries of every dialect select columns in one order, which is the field order of Summary and
+Job, so one mapping serves both.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from chatq.domain import ClaimedJob, Job, Status, Summary
+
+
+def summary_values(
+    row: Any,
+) -> tuple[int, str, str, Status, float, float | None, float | None, float | None]:
+    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7])
+
+
+def summary_from_row(row: Any) -> Summary:
+    return Summary(*summary_values(row))
+
+
+def job_from_row(row: Any) -> Job:
+    response = json.loads(row[10]) if row[10] is not None else None
+    return Job(*summary_values(row), row[8], row[9], response, row[11])
+
+
+def claimed_from_rows(rows: Any) -> list[ClaimedJob]:
+    """Claim rows (seq, id, model, request, deliveries), oldest first."""
+    ordered = sorted(rows, key=lambda r: int(r[0]))
+    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4])) for r in ordered]
+
+
+def migration_files(package: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) for each numbered .sql file in package/migrations, in order."""
+    found = []
+    for entry in (resources.files(package) / "migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            stem = entry.name.removesuffix(".sql")
+            found.append((int(stem.split("_", 1)[0]), stem, entry.read_text()))
+    return sorted(found)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,48 @@
+column api_keys.created_at double precision not null
+column api_keys.id text not null
+column api_keys.name text not null
+column api_keys.owner text not null
+column api_keys.revoked_at double precision
+column api_keys.secret_hash text not null
+column meta.name text not null
+column meta.value bytea not null
+column requests.completed_at double precision
+column requests.created_at double precision not null
+column requests.deliveries integer not null default 0
+column requests.error_message text
+column requests.failed_at double precision
+column requests.id text not null
+column requests.idempotency_key text
+column requests.lease_expires_at double precision
+column requests.lease_owner text
+column requests.model text not null
+column requests.owner text not null
+column requests.request text not null
+column requests.request_hash text not null
+column requests.response text
+column requests.seq bigint not null identity
+column requests.started_at double precision
+column requests.status text not null
+column schema_migrations.applied_at double precision not null
+column schema_migrations.name text not null
+column schema_migrations.version integer not null
+constraint api_keys PRIMARY KEY (id)
+constraint api_keys UNIQUE (secret_hash)
+constraint meta PRIMARY KEY (name)
+constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'FAILED'::text])))
+constraint requests PRIMARY KEY (seq)
+constraint requests UNIQUE (id)
+constraint schema_migrations PRIMARY KEY (version)
+function chatq_notify_work
+index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
+index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
+index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
+index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (status = 'CREATED'::text)
+index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
+index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
+index CREATE UNIQUE INDEX meta_pkey ON public.meta USING btree (name)
+index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)
+index CREATE UNIQUE INDEX requests_owner_idempotency ON public.requests USING btree (owner, idempotency_key) WHERE (idempotency_key IS NOT NULL)
+index CREATE UNIQUE INDEX requests_pkey ON public.requests USING btree (seq)
+index CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+trigger CREATE TRIGGER requests_work_available AFTER INSERT OR UPDATE OF status ON public.requests FOR EACH ROW WHEN ((new.status = 'CREATED'::text)) EXECUTE FUNCTION chatq_notify_work()
