@@ -98,6 +98,11 @@ class ChatqServer:
             self.stdout_lines.append(line.rstrip("\n"))
             lines.put(line)
 
+    @property
+    def database(self) -> str:
+        """The --database this process was started with."""
+        return self.args[self.args.index("--database") + 1]
+
     def log(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path.exists() else ""
 

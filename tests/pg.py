@@ -6,10 +6,11 @@ be reached the tests that need it fail, loudly, as CI must not pass without Post
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -38,6 +39,16 @@ async def drop_database(name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@contextmanager
+def temporary_database_sync() -> Iterator[str]:
+    """temporary_database, for code that runs outside an event loop (subprocess tests)."""
+    name = asyncio.run(create_database())
+    try:
+        yield url_for(name)
+    finally:
+        asyncio.run(drop_database(name))
 
 
 @asynccontextmanager

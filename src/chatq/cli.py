@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from chatq.config import ENV_TWINS, ConfigError, Settings, build_settings
 from chatq.keys import create_key
 from chatq.service import serve, work
-from chatq.store import Store, UnsupportedDatabase, open_store
+from chatq.store import Store, StoreUnavailable, UnsupportedDatabase, open_store
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, help_: str, **kwargs: object) -> None:
@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UnsupportedDatabase) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"chatq: the database is unreachable: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -90,7 +93,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         await work(settings)
         return 0
-    store = await open_store(settings.database_url)
+    store = await open_store(settings.database_url, pool_size=settings.pool_size)
     try:
         applied = await store.migrate()
         if args.command == "migrate":

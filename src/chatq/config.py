@@ -56,6 +56,7 @@ class WorkerSettings(_Strict):
 
 class Settings(_Strict):
     database_url: str = "sqlite:///chatq.db"
+    pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections per process")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     config_path: Path | None = None

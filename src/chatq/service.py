@@ -27,7 +27,7 @@ log = logging.getLogger("chatq")
 @asynccontextmanager
 async def opened(settings: Settings) -> AsyncIterator[Services]:
     """Store migrated and backends ready; both closed on exit."""
-    store = await open_store(settings.database_url)
+    store = await open_store(settings.database_url, pool_size=settings.pool_size)
     try:
         applied = await store.migrate()
         if applied:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key
+from tests.pg import temporary_database_sync
 
 _names = itertools.count()
 UPSTREAM_KEY = "sk-fake-upstream"
@@ -51,33 +53,45 @@ def module_upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-@pytest.fixture(scope="module")
+@contextmanager
+def database_url(dialect: str, workdir: Path) -> Iterator[str]:
+    if dialect == "sqlite":
+        yield f"sqlite:///{workdir / 'chatq.db'}"
+    else:
+        with temporary_database_sync() as url:
+            yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def server(
-    tmp_path_factory: pytest.TempPathFactory, module_upstream: FakeUpstream
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_upstream: FakeUpstream,
 ) -> Iterator[ChatqServer]:
+    """`chatq serve` on each dialect in turn: the contract is the same on both."""
     workdir = tmp_path_factory.mktemp("chatq")
     config = write_config(workdir / "chatq.toml", module_upstream.base_url)
-    proc = ChatqServer(
-        workdir,
-        "--database",
-        f"sqlite:///{workdir / 'chatq.db'}",
-        "--config",
-        str(config),
-        env={"FAKE_UPSTREAM_KEY": UPSTREAM_KEY},
-    )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        code = proc.stop()
-        assert code in (0, -15), f"chatq exited with {code}; log:\n{proc.log()}"
+    with database_url(request.param, workdir) as url:
+        proc = ChatqServer(
+            workdir,
+            "--database",
+            url,
+            "--config",
+            str(config),
+            env={"FAKE_UPSTREAM_KEY": UPSTREAM_KEY},
+        )
+        proc.start()
+        try:
+            yield proc
+        finally:
+            code = proc.stop()
+            assert code in (0, -15), f"chatq exited with {code}; log:\n{proc.log()}"
 
 
 @pytest.fixture
 def new_key(server: ChatqServer) -> Callable[[], str]:
     """Keys for fresh owners: each test sees only the requests it made itself."""
-    database = next(a for a in server.args if a.startswith("sqlite:"))
-    return lambda: create_key(database, f"owner-{next(_names)}-{time.monotonic_ns()}")
+    return lambda: create_key(server.database, f"owner-{next(_names)}-{time.monotonic_ns()}")
 
 
 def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) -> dict[str, Any]:

@@ -75,6 +75,13 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
     assert unsupported.returncode == 2 and "unsupported database URL" in unsupported.stderr
 
 
+def test_unreachable_database_exits_1_with_a_message() -> None:
+    # Port 9 on loopback: nothing listens there, so the connection is refused at once.
+    done = run_cli("migrate", "--database", "postgresql://nobody@127.0.0.1:9/none")
+    assert done.returncode == 1
+    assert "database is unreachable" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_serve_on_an_empty_database_prints_a_working_first_key(tmp_path: Path) -> None:
     # The relative form resolves against the working directory, as SQLAlchemy's does.
     server = ChatqServer(tmp_path, "--database", "sqlite:///fresh.db").start()

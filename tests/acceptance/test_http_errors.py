@@ -83,9 +83,8 @@ def test_revoked_key_is_401(server: ChatqServer, new_key: Callable[[], str]) -> 
     key = new_key()
     with server.client(key) as client:
         assert client.get(PATH).status_code == 200
-        database = next(a for a in server.args if a.startswith("sqlite:"))
         key_id = key.split("-")[1]
-        done = run_cli("keys", "revoke", key_id, "--database", database)
+        done = run_cli("keys", "revoke", key_id, "--database", server.database)
         assert done.returncode == 0, done.stderr
         assert_error(client.get(PATH), 401)
 
@@ -331,9 +330,8 @@ def test_service_routes(server: ChatqServer) -> None:
 
 
 def test_keys_of_one_owner_share_its_requests(server: ChatqServer) -> None:
-    database = next(a for a in server.args if a.startswith("sqlite:"))
-    old = create_key(database, "laptop", owner="rotating-owner")
-    new = create_key(database, "laptop-2", owner="rotating-owner")
+    old = create_key(server.database, "laptop", owner="rotating-owner")
+    new = create_key(server.database, "laptop-2", owner="rotating-owner")
     with server.client(old) as before, server.client(new) as after:
         made = before.post(PATH, json=chat("kept across keys")).json()
         assert after.get(f"{PATH}/{made['id']}").status_code == 200

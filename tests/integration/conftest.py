@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -43,7 +44,9 @@ async def database_url(dialect: str, tmp_path: Path) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def fresh_store(dialect: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+async def fresh_store(
+    dialect: str, tmp_path: Path, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Store]:
     async with database_url(dialect, tmp_path) as url:
         store = await open_store(url, clock=clock)
         try:

@@ -109,6 +109,14 @@ async def test_claim_oldest_first_with_a_lease(store: Store, clock: Clock) -> No
     assert await store.claim("w3", 0, LEASE) == []
 
 
+async def test_concurrent_claims_are_disjoint(store: Store) -> None:
+    ids = {(await store.submit(new(f"d{i}")))[0].id for i in range(60)}
+    batches = await asyncio.gather(*(store.claim(f"w{n}", 7, LEASE) for n in range(12)))
+    claimed = [c.id for batch in batches for c in batch]
+    assert len(claimed) == len(set(claimed)), "no job claimed twice"
+    assert set(claimed) == ids
+
+
 async def test_complete_is_guarded(store: Store, clock: Clock) -> None:
     job, _ = await store.submit(new())
     assert not await store.complete(job.id, "w1", {"x": 1}), "not claimed yet"

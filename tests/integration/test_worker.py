@@ -13,9 +13,10 @@ import pytest
 from chatq.backends.routing import Router, build_router
 from chatq.config import BackendConfig, WorkerSettings
 from chatq.domain import JSON, Job, NewRequest, Status, request_fingerprint
-from chatq.store import Store, open_store
+from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.integration.conftest import fresh_store
 
 OWNER = "alice"
 FAST = WorkerSettings(
@@ -24,13 +25,10 @@ FAST = WorkerSettings(
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'worker.db'}")
-    await opened.migrate()
-    try:
+async def store(dialect: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """Every dialect, on the real clock: these tests exercise real leases and timeouts."""
+    async with fresh_store(dialect, tmp_path) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
@@ -221,15 +219,13 @@ async def test_deadline_fails_a_job_that_takes_too_long(
     assert job.error_message is not None and "deadline of 0.3s exceeded" in job.error_message
 
 
-async def test_retention_purges_old_results(tmp_path: Path, router: Router) -> None:
+async def test_retention_purges_old_results(dialect: str, tmp_path: Path, router: Router) -> None:
     now = [1_800_000_000.0]
 
     def clock() -> float:
         return now[0]
 
-    store = await open_store(f"sqlite:///{tmp_path / 'retention.db'}", clock=clock)
-    await store.migrate()
-    try:
+    async with fresh_store(dialect, tmp_path, clock) as store:
         old = await submit(store, "old")
         running = Running(Worker(store, router, FAST, clock=clock))
         await wait_for(store, [old], Status.COMPLETED)
@@ -241,5 +237,3 @@ async def test_retention_purges_old_results(tmp_path: Path, router: Router) -> N
         await running.shutdown()
         assert await store.get(OWNER, old) is None, "finished 8 days ago: purged"
         assert await store.get(OWNER, recent) is not None
-    finally:
-        await store.close()

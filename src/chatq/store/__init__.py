@@ -22,7 +22,9 @@ def sqlite_path(url: str) -> str:
     return url[len(prefix) :]
 
 
-async def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
+async def open_store(
+    url: str, clock: Callable[[], float] = time.time, pool_size: int = 10
+) -> Store:
     """Open (but do not migrate) the store a database URL names."""
     if url.startswith("sqlite:"):
         from chatq.store.sqlite.store import SqliteStore
@@ -35,7 +37,7 @@ async def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
             raise UnsupportedDatabase(
                 f"PostgreSQL needs asyncpg: pip install 'chatq[postgres]' ({exc})"
             ) from None
-        return await PostgresStore.open(url, clock=clock)
+        return await PostgresStore.open(url, clock=clock, pool_size=pool_size)
     raise UnsupportedDatabase(
         f"unsupported database URL {url!r}: use sqlite:///relative.db, "
         "sqlite:////abs/path.db or postgresql://user@host:port/db"

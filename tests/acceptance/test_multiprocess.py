@@ -1,0 +1,99 @@
+"""Past one machine: 2 `chatq api` and 3 `chatq worker` processes on one PostgreSQL database.
+2,000 requests through HTTP; every one COMPLETED, none lost, each listed exactly once."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.acceptance.conftest import write_config
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import ChatqServer, create_key, run_cli
+from tests.pg import temporary_database_sync
+
+REQUESTS = 2000
+PATH = "/async/chat/completions"
+
+
+def test_two_apis_three_workers_one_database(tmp_path: Path, upstream: FakeUpstream) -> None:
+    config = str(write_config(tmp_path / "chatq.toml", upstream.base_url))
+    env = {"FAKE_UPSTREAM_KEY": "k"}
+    with temporary_database_sync() as url:
+        assert run_cli("migrate", "--database", url).returncode == 0
+        key = create_key(url, "load")
+        common = ("--database", url, "--config", config)
+        apis = [ChatqServer(tmp_path, *common, command="api", env=env) for _ in range(2)]
+        workers = [ChatqServer(tmp_path, *common, command="worker", env=env) for _ in range(3)]
+        started: list[ChatqServer] = []
+        try:
+            for process in (*apis, *workers):
+                started.append(process.start())
+            ids = submit_all(apis, key)
+            assert len(set(ids)) == REQUESTS
+            listed = wait_all_completed(apis[0], key, timeout=180)
+        finally:
+            codes = [p.stop() for p in started]
+        assert all(code in (0, -15) for code in codes), [p.log()[-2000:] for p in started]
+
+    assert Counter(listed) == Counter({i: 1 for i in ids}), "each request listed exactly once"
+    asked = Counter(call["messages"][0]["content"] for call in upstream.calls)
+    assert set(asked) == {f"n{i}" for i in range(REQUESTS)}, "every request reached upstream"
+    duplicates = sum(n - 1 for n in asked.values())
+    print(f"\n{REQUESTS} requests, {len(upstream.calls)} upstream calls, {duplicates} duplicates")
+    assert duplicates == 0, "without crashes no job runs twice"
+
+
+def submit_all(apis: list[ChatqServer], key: str) -> list[str]:
+    clients = [api.client(key) for api in apis]
+    counter = itertools.count()
+
+    def submit(n: int) -> str:
+        client = clients[next(counter) % len(clients)]
+        body = {
+            "request": {"model": "fake-model", "messages": [{"role": "user", "content": f"n{n}"}]}
+        }
+        response = client.post(PATH, json=body)
+        assert response.status_code == 200, response.text
+        request_id: str = response.json()["id"]
+        return request_id
+
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(submit, range(REQUESTS)))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def wait_all_completed(api: ChatqServer, key: str, timeout: float) -> list[str]:
+    """Walk all pages until every request is COMPLETED; return the ids of the last walk."""
+    deadline = time.monotonic() + timeout
+    with api.client(key) as client:
+        while True:
+            listed, statuses = walk(client)
+            if statuses == Counter({"COMPLETED": REQUESTS}) or time.monotonic() > deadline:
+                assert statuses == Counter({"COMPLETED": REQUESTS}), statuses
+                return listed
+            time.sleep(0.5)
+
+
+def walk(client: httpx.Client) -> tuple[list[str], Counter[str]]:
+    ids: list[str] = []
+    statuses: Counter[str] = Counter()
+    token: str | None = None
+    for _ in range(REQUESTS):
+        params: dict[str, str | int] = {"limit": 500}
+        if token:
+            params["next_token"] = token
+        body = client.get(PATH, params=params).json()
+        ids.extend(r["id"] for r in body["requests"])
+        statuses.update(r["status"] for r in body["requests"])
+        token = body["next_token"]
+        if token is None:
+            break
+    return ids, statuses

@@ -1,0 +1,100 @@
+"""PostgreSQL only: LISTEN/NOTIFY wakes idle workers; when the listening connection drops,
+waits fall back to polling and the listener comes back by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from chatq.domain import NewRequest, request_fingerprint
+from chatq.store.postgres.store import PostgresStore
+from tests.pg import temporary_database
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[tuple[PostgresStore, str]]:
+    async with temporary_database() as url:
+        store = await PostgresStore.open(url)
+        await store.migrate()
+        try:
+            yield store, url
+        finally:
+            await store.close()
+
+
+async def submit(store: PostgresStore) -> None:
+    request = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+    new = NewRequest(str(uuid.uuid4()), "o", "echo", request, request_fingerprint(request), None)
+    await store.submit(new)
+
+
+async def listener_pids(url: str) -> list[int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'chatq-listener' AND datname = current_database()"
+        )
+        return [r[0] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def until(condition: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_a_notify_from_another_connection_wakes_the_waiter(
+    pg: tuple[PostgresStore, str],
+) -> None:
+    store, url = pg
+    await store.wait_for_work(timeout=5)  # connects the listener
+    assert store.listening
+    other = await PostgresStore.open(url)  # as if another API process took the request
+    try:
+        waiter = asyncio.create_task(store.wait_for_work(timeout=30))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        started = time.monotonic()
+        await submit(other)
+        await asyncio.wait_for(waiter, timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        await other.close()
+
+
+async def test_listener_drops_then_polls_then_reconnects(pg: tuple[PostgresStore, str]) -> None:
+    store, url = pg
+    await store.wait_for_work(timeout=5)
+    (pid,) = await listener_pids(url)
+
+    admin = await asyncpg.connect(url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+    # While the listener is away a wait still ends: by its timeout (polling).
+    started = time.monotonic()
+    await store.wait_for_work(timeout=0.3)
+    assert time.monotonic() - started < 5
+
+    async def reconnected() -> bool:
+        pids = await listener_pids(url)
+        return store.listening and bool(pids) and pids != [pid]
+
+    await until(reconnected, timeout=20)
+    waiter = asyncio.create_task(store.wait_for_work(timeout=30))
+    await asyncio.sleep(0.1)
+    await submit(store)
+    await asyncio.wait_for(waiter, timeout=5)
