@@ -59,6 +59,9 @@ class Settings(_Strict):
     pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections per process")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    max_request_bytes: int = Field(
+        default=10 * 2**20, ge=1024, description="larger request bodies are refused with 413"
+    )
     config_path: Path | None = None
     worker: WorkerSettings = WorkerSettings()
     backends: tuple[BackendConfig, ...] = ()

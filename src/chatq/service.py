@@ -65,7 +65,7 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Callable[[st
             announce("No API keys yet: created key 'default'. Use it as your bearer token:")
             announce(first)
         lifespan = _worker_lifespan(svc, settings.worker) if with_worker else None
-        app = create_app(svc, lifespan)
+        app = create_app(svc, lifespan, settings.max_request_bytes)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, access_log=False, log_config=None
         )

@@ -18,11 +18,14 @@ from tests.pg import temporary_database_sync
 
 _names = itertools.count()
 UPSTREAM_KEY = "sk-fake-upstream"
+MAX_REQUEST_BYTES = 65536
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
     path.write_text(
         f"""
+max_request_bytes = {MAX_REQUEST_BYTES}
+
 [worker]
 backoff_base_s = 0.05
 backoff_max_s = 0.2

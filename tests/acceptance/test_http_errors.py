@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import wait_finished
+from tests.acceptance.conftest import MAX_REQUEST_BYTES, wait_finished
 from tests.harness import ChatqServer, create_key, run_cli
 
 PATH = "/async/chat/completions"
+JSON = {"Content-Type": "application/json"}
 
 
 def chat(content: str = "hi", model: str = "echo", **extra: Any) -> dict[str, Any]:
@@ -336,3 +337,29 @@ def test_keys_of_one_owner_share_its_requests(server: ChatqServer) -> None:
         made = before.post(PATH, json=chat("kept across keys")).json()
         assert after.get(f"{PATH}/{made['id']}").status_code == 200
         assert [r["id"] for r in after.get(PATH).json()["requests"]] == [made["id"]]
+
+
+def test_bodies_over_the_limit_are_413(alice: httpx.Client) -> None:
+    def body(size: int) -> bytes:
+        head, tail = (
+            b'{"request": {"model": "echo", "messages": [{"role": "user", "content": "',
+            b'"}]}}',
+        )
+        return head + b"x" * (size - len(head) - len(tail)) + tail
+
+    fits = alice.post(PATH, content=body(MAX_REQUEST_BYTES), headers=JSON)
+    assert fits.status_code == 200, fits.text
+    message = assert_error(
+        alice.post(PATH, content=body(MAX_REQUEST_BYTES + 1), headers=JSON),
+        413,
+        "request_too_large",
+    )
+    assert str(MAX_REQUEST_BYTES) in message
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        whole = body(4 * MAX_REQUEST_BYTES)
+        for start in range(0, len(whole), 8192):
+            yield whole[start : start + 8192]
+
+    assert_error(alice.post(PATH, content=streamed(), headers=JSON), 413, "request_too_large")
+    assert len(alice.get(PATH).json()["requests"]) == 1, "only the body that fit was stored"

@@ -9,14 +9,19 @@ from fastapi import FastAPI
 
 import chatq
 from chatq.api.errors import install_error_handlers
+from chatq.api.limits import BodyLimit
 from chatq.api.routes import async_routes, service_routes
 from chatq.api.services import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
-    """The app over ready services; lifespan, if given, runs beside it (the in-process worker)."""
+def create_app(
+    services: Services, lifespan: Lifespan | None = None, max_request_bytes: int = 10 * 2**20
+) -> FastAPI:
+    """The app over ready services; lifespan, if given, runs beside it (the in-process worker).
+
+    A request body over max_request_bytes is refused with 413 before it is read whole."""
 
     @asynccontextmanager
     async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -28,6 +33,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         description="Asynchronous chat completions, wire-compatible with Perplexity's async API.",
         lifespan=lifespan or no_lifespan,
     )
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     app.state.services = services
     install_error_handlers(app)
     app.include_router(async_routes)
