@@ -11,37 +11,51 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 
 @dataclass
 class Reply:
-    """One scripted answer: a status with a JSON or raw body, optional headers and delay."""
+    """One scripted answer: a status with a JSON or raw body, optional headers and delay.
+
+    drip_s spreads the body over that many seconds, a byte at a time; reset_after cuts the
+    connection once that many bytes of a longer declared body are out."""
 
     status: int = 200
     json_body: Any = None
     raw_body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0
+    reset_after: int | None = None
+
+
+class _Reset(Exception):
+    """Raised mid-body: uvicorn drops the connection, as a crashing upstream would."""
 
 
 class FakeUpstream:
-    def __init__(self, *, omit_sdk_fields: bool = True) -> None:
+    def __init__(self, *, omit_sdk_fields: bool = True, port: int = 0) -> None:
         # Real providers (vLLM, Ollama, OpenAI) leave out delta and usage.cost: so do we.
         self.omit_sdk_fields = omit_sdk_fields
         self.calls: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.headers: list[dict[str, str]] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fake-upstream", daemon=True)
 
@@ -83,14 +97,34 @@ class FakeUpstream:
             self.calls.append(body)
             self.headers.append(dict(request.headers))
             reply = self._script.popleft() if self._script else None
-        if reply is None:
-            return JSONResponse(self.answer(body))
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._reply(body, reply or Reply())
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _reply(self, body: dict[str, Any], reply: Reply) -> Response:
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.raw_body is not None:
-            return Response(reply.raw_body, reply.status, reply.headers, media_type="text/html")
-        payload = reply.json_body if reply.json_body is not None else self.answer(body)
-        return JSONResponse(payload, reply.status, reply.headers)
+            content = reply.raw_body.encode()
+            media_type = "text/html"
+        else:
+            payload = reply.json_body if reply.json_body is not None else self.answer(body)
+            content = json.dumps(payload).encode()
+            media_type = "application/json"
+        if not reply.drip_s and reply.reset_after is None:
+            return Response(content, reply.status, reply.headers, media_type=media_type)
+        headers = {**reply.headers, "content-length": str(len(content))}
+        return StreamingResponse(
+            _trickle(content, reply.drip_s, reply.reset_after), reply.status, headers, media_type
+        )
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak_in_flight = self.in_flight
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """What a plain OpenAI-compatible server says: 'upstream: <last message>'."""
@@ -113,3 +147,12 @@ class FakeUpstream:
             "choices": [choice],
             "usage": usage,
         }
+
+
+async def _trickle(content: bytes, drip_s: float, reset_after: int | None) -> AsyncIterator[bytes]:
+    for sent, byte in enumerate(content):
+        if reset_after is not None and sent >= reset_after:
+            raise _Reset("connection cut by the fake upstream")
+        yield bytes([byte])
+        if drip_s:
+            await asyncio.sleep(drip_s / len(content))

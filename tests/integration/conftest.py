@@ -1,59 +1,22 @@
-"""Stores for the conformance suite: every dialect, fresh, migrated, on a controllable clock."""
+"""Fixtures for the integration tests: stores of every dialect, workers, routers."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from chatq.store import Store, open_store
-from tests.pg import temporary_database
+from chatq.store import Store
+from tests.integration.stores import DIALECTS, Clock, fresh_store
+from tests.integration.working import live_store, router
 
-DIALECTS = ["sqlite", "postgres"]
-
-
-class Clock:
-    """A clock the test moves by hand: leases and retention without sleeping."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["live_store", "router"]  # fixtures defined with the worker helpers
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@asynccontextmanager
-async def database_url(dialect: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL to an empty database of the dialect, removed afterwards."""
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chatq-test.db'}"
-    else:
-        async with temporary_database() as url:
-            yield url
-
-
-@asynccontextmanager
-async def fresh_store(
-    dialect: str, tmp_path: Path, clock: Callable[[], float] = time.time
-) -> AsyncIterator[Store]:
-    async with database_url(dialect, tmp_path) as url:
-        store = await open_store(url, clock=clock)
-        try:
-            await store.migrate()
-            yield store
-        finally:
-            await store.close()
 
 
 @pytest.fixture(params=DIALECTS)

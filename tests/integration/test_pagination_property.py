@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from chatq.api.pagination import TokenCodec
 from chatq.domain import NewRequest, request_fingerprint
 from chatq.store import Store
-from tests.integration.conftest import DIALECTS, Clock, fresh_store
+from tests.integration.stores import DIALECTS, Clock, fresh_store
 
 Step = tuple[int, int, str]  # page size, submissions made after reading the page, by whom
 

@@ -9,7 +9,7 @@ import pytest
 
 from chatq.domain import ApiKey, IdempotencyConflict, NewRequest, Status, request_fingerprint
 from chatq.store import Store
-from tests.integration.conftest import Clock
+from tests.integration.stores import Clock
 
 OWNER = "alice"
 LEASE = 30.0

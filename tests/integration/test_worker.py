@@ -1,82 +1,26 @@
-"""The worker against a real SQLite store and a fake upstream on 127.0.0.1."""
+"""The worker against a real store (each dialect) and a fake upstream on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from chatq.backends.routing import Router, build_router
-from chatq.config import BackendConfig, WorkerSettings
-from chatq.domain import JSON, Job, NewRequest, Status, request_fingerprint
+from chatq.backends.routing import Router
+from chatq.domain import JSON, Status
 from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.conftest import fresh_store
-
-OWNER = "alice"
-FAST = WorkerSettings(
-    lease_s=1.0, poll_interval_s=0.05, backoff_base_s=0.01, backoff_max_s=0.05, grace_s=5.0
-)
+from tests.integration.stores import fresh_store
+from tests.integration.working import FAST, OWNER, Running, submit, wait_for
 
 
 @pytest.fixture
-async def store(dialect: str, tmp_path: Path) -> AsyncIterator[Store]:
+def store(live_store: Store) -> Store:
     """Every dialect, on the real clock: these tests exercise real leases and timeouts."""
-    async with fresh_store(dialect, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
-    built = build_router(
-        [
-            BackendConfig(name="echo", type="echo", models=("echo",)),
-            BackendConfig(
-                name="up", type="openai", models=("up",), base_url=upstream.base_url, timeout_s=10
-            ),
-        ]
-    )
-    try:
-        yield built
-    finally:
-        await built.aclose()
-
-
-async def submit(store: Store, content: str, model: str = "echo") -> str:
-    request = {"model": model, "messages": [{"role": "user", "content": content}]}
-    new = NewRequest(str(uuid.uuid4()), OWNER, model, request, request_fingerprint(request), None)
-    job, _ = await store.submit(new)
-    return job.id
-
-
-async def wait_for(
-    store: Store, ids: list[str], *statuses: Status, timeout: float = 15
-) -> list[Job]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [await store.get(OWNER, i) for i in ids]
-        found = [j for j in jobs if j is not None]
-        if all(j.status in statuses for j in found) or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.02)
-
-
-class Running:
-    """A worker task with its stop event."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(worker.run(self.stop))
-
-    async def shutdown(self, timeout: float = 20) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, timeout)
+    return live_store
 
 
 async def test_runs_jobs_oldest_first_to_completion(store: Store, router: Router) -> None:

@@ -23,6 +23,7 @@ class OpenAIBackend:
         assert config.base_url is not None  # the config validator guarantees it
         self.name = config.name
         self._upstream_model = config.upstream_model
+        self._timeout_s = config.timeout_s
         headers = {}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -46,10 +47,13 @@ class OpenAIBackend:
             body["model"] = self._upstream_model
         async with self._slots:
             try:
-                response = await self._client.post("chat/completions", json=body)
-            except httpx.TimeoutException as exc:
+                # httpx's timeouts bound each read; a slow drip needs a bound on the whole call.
+                async with asyncio.timeout(self._timeout_s):
+                    response = await self._client.post("chat/completions", json=body)
+            except (TimeoutError, httpx.TimeoutException) as exc:
                 raise TransientError(
-                    f"upstream {self.name}: timed out ({type(exc).__name__})"
+                    f"upstream {self.name}: no complete answer within {self._timeout_s:g}s "
+                    f"({type(exc).__name__})"
                 ) from exc
             except httpx.TransportError as exc:
                 raise TransientError(f"upstream {self.name}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,194 @@
+"""Upstream faults, injected by the fake upstream, on every dialect: transient ones are retried
+and end COMPLETED once the upstream recovers, or FAILED naming the cause and the attempts when
+retries run out; permanent ones fail at once with the upstream's message. The worker survives
+all of them and leaves nothing IN_PROGRESS."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatq.backends.routing import Router
+from chatq.domain import Status
+from chatq.store import Store
+from chatq.worker.worker import Worker
+from tests.fakes.upstream import FakeUpstream, Reply
+from tests.integration.working import FAST, Running, submit, upstream_router, wait_for
+
+TIMEOUT_S = 0.5  # the backend's timeout_s in these tests
+RETRYING = FAST.model_copy(update={"max_attempts": 3})
+HTML = "<html><body><h1>Bad Gateway</h1></body></html>"
+
+# name -> (the fault, words its error_message must contain)
+TRANSIENT: dict[str, tuple[Reply, str]] = {
+    "reset mid-body": (Reply(reset_after=20), "RemoteProtocolError"),
+    "read timeout": (Reply(delay_s=TIMEOUT_S + 0.5), f"no complete answer within {TIMEOUT_S:g}s"),
+    "slow drip": (Reply(drip_s=TIMEOUT_S * 3), f"no complete answer within {TIMEOUT_S:g}s"),
+    "408": (Reply(408, {"error": {"message": "request timeout"}}), "HTTP 408: request timeout"),
+    "429 with Retry-After": (
+        Reply(429, {"error": {"message": "rate limited"}}, headers={"Retry-After": "0"}),
+        "HTTP 429: rate limited",
+    ),
+    "500 html": (Reply(500, raw_body=HTML), "HTTP 500"),
+    "502 html": (Reply(502, raw_body=HTML), "Bad Gateway"),
+    "503 html": (Reply(503, raw_body=HTML), "HTTP 503"),
+    "200 malformed JSON": (Reply(raw_body='{"choices": [tru'), "not JSON"),
+    "200 without choices": (
+        Reply(json_body={"id": "x", "object": "chat.completion"}),
+        "no choices",
+    ),
+}
+
+PERMANENT: dict[str, tuple[Reply, str]] = {
+    "400": (Reply(400, {"error": {"message": "messages: too long"}}), "messages: too long"),
+    "401": (Reply(401, {"error": {"message": "bad upstream key"}}), "bad upstream key"),
+    "403": (Reply(403, raw_body="forbidden by policy"), "forbidden by policy"),
+    "404": (Reply(404, {"detail": "model not found"}), "model not found"),
+    "422": (Reply(422, {"message": "temperature out of range"}), "temperature out of range"),
+}
+
+
+@pytest.fixture
+async def fault_router(upstream: FakeUpstream) -> AsyncIterator[Router]:
+    built = upstream_router(upstream.base_url, timeout_s=TIMEOUT_S)
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+@pytest.mark.parametrize("fault", TRANSIENT, ids=list(TRANSIENT))
+async def test_transient_fault_is_retried_until_the_upstream_recovers(
+    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+) -> None:
+    reply, _ = TRANSIENT[fault]
+    upstream.script(reply)
+    job_id = await submit(live_store, fault, model="up")
+    running = Running(Worker(live_store, fault_router, RETRYING))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+        assert job.status is Status.COMPLETED, job.error_message
+        assert job.response is not None
+        assert job.response["choices"][0]["message"]["content"] == f"upstream: {fault}"
+        assert upstream.call_count() == 2
+        await assert_worker_still_works(live_store)
+    finally:
+        await running.shutdown()
+
+
+@pytest.mark.parametrize("fault", TRANSIENT, ids=list(TRANSIENT))
+async def test_transient_fault_that_persists_fails_naming_cause_and_attempts(
+    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+) -> None:
+    reply, cause = TRANSIENT[fault]
+    upstream.script(*[reply] * RETRYING.max_attempts)
+    job_id = await submit(live_store, fault, model="up")
+    running = Running(Worker(live_store, fault_router, RETRYING))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+        assert job.status is Status.FAILED
+        assert job.error_message is not None
+        assert f"gave up after {RETRYING.max_attempts} attempt(s)" in job.error_message
+        assert cause in job.error_message, job.error_message
+        assert upstream.call_count() == RETRYING.max_attempts
+        await assert_worker_still_works(live_store)
+    finally:
+        await running.shutdown()
+
+
+@pytest.mark.parametrize("fault", PERMANENT, ids=list(PERMANENT))
+async def test_permanent_fault_fails_at_once_with_the_upstreams_message(
+    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+) -> None:
+    reply, message = PERMANENT[fault]
+    upstream.script(reply)
+    job_id = await submit(live_store, fault, model="up")
+    running = Running(Worker(live_store, fault_router, RETRYING))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+        assert job.status is Status.FAILED
+        assert job.error_message is not None
+        assert f"HTTP {fault}" in job.error_message and message in job.error_message
+        assert upstream.call_count() == 1, "not retried"
+    finally:
+        await running.shutdown()
+
+
+async def test_retry_after_is_honoured(
+    live_store: Store, fault_router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "1"}))
+    job_id = await submit(live_store, "patience", model="up")
+    started = time.monotonic()
+    # backoff_max_s caps Retry-After; FAST's 0.05 s cap would hide it.
+    patient = RETRYING.model_copy(update={"backoff_max_s": 5.0})
+    running = Running(Worker(live_store, fault_router, patient))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+    assert job.status is Status.COMPLETED
+    assert time.monotonic() - started >= 1.0
+
+
+async def test_connection_refused_until_the_upstream_starts(live_store: Store) -> None:
+    with socket.socket() as probe:  # a port nothing listens on, yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    router = upstream_router(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    patient = RETRYING.model_copy(update={"max_attempts": 100, "backoff_max_s": 0.2})
+    job_id = await submit(live_store, "anyone there?", model="up")
+    running = Running(Worker(live_store, router, patient))
+    try:
+        (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
+        assert waiting.status is Status.IN_PROGRESS
+        time.sleep(0.5)  # noqa: ASYNC251 - a few refused attempts happen meanwhile
+        with FakeUpstream(port=port) as late:
+            (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+            assert job.status is Status.COMPLETED, job.error_message
+            assert late.call_count() == 1
+    finally:
+        await running.shutdown()
+        await router.aclose()
+
+
+async def test_connection_refused_for_good_fails_naming_it(live_store: Store) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    router = upstream_router(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    job_id = await submit(live_store, "nobody", model="up")
+    running = Running(Worker(live_store, router, RETRYING))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+        await router.aclose()
+    assert job.status is Status.FAILED
+    assert job.error_message is not None
+    assert "ConnectError" in job.error_message and "3 attempt(s)" in job.error_message
+
+
+async def test_backend_max_concurrency_is_enforced(
+    live_store: Store, upstream: FakeUpstream
+) -> None:
+    router = upstream_router(upstream.base_url, max_concurrency=3)
+    upstream.script(*[Reply(delay_s=0.3)] * 12)
+    ids = [await submit(live_store, f"c{i}", model="up") for i in range(12)]
+    running = Running(Worker(live_store, router, FAST.model_copy(update={"concurrency": 50})))
+    try:
+        jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+        await router.aclose()
+    assert [j.status for j in jobs] == [Status.COMPLETED] * 12
+    assert upstream.peak_in_flight == 3
+
+
+async def assert_worker_still_works(store: Store) -> None:
+    job_id = await submit(store, "after the storm")
+    (job,) = await wait_for(store, [job_id], Status.COMPLETED)
+    assert job.status is Status.COMPLETED
