@@ -9,9 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.pg import temporary_database_sync
 
 LISTENING = "chatq listening on "
 
@@ -41,6 +45,16 @@ def create_key(database_url: str, name: str, owner: str | None = None) -> str:
     done = run_cli("keys", "create", name, *extra, "--database", database_url)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def database_url(dialect: str, workdir: Path) -> Iterator[str]:
+    """A URL to an empty database of the dialect ("sqlite" or "postgres"), removed after."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{workdir / 'chatq.db'}"
+    else:
+        with temporary_database_sync() as url:
+            yield url
 
 
 class ChatqServer:

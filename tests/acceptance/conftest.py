@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +12,30 @@ import httpx
 import pytest
 
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import ChatqServer, create_key
-from tests.pg import temporary_database_sync
+from tests.harness import ChatqServer, create_key, database_url
 
 _names = itertools.count()
 UPSTREAM_KEY = "sk-fake-upstream"
 MAX_REQUEST_BYTES = 65536
 
 
-def write_config(path: Path, upstream_url: str) -> Path:
+WORKER_DEFAULTS = {
+    "backoff_base_s": 0.05,
+    "backoff_max_s": 0.2,
+    "max_attempts": 3,
+    "poll_interval_s": 0.2,
+}
+
+
+def write_config(path: Path, upstream_url: str, **worker: float) -> Path:
+    """A config routing fake-model and sonar* to the fake upstream, echo to echo."""
+    worker_lines = "\n".join(f"{k} = {v}" for k, v in {**WORKER_DEFAULTS, **worker}.items())
     path.write_text(
         f"""
 max_request_bytes = {MAX_REQUEST_BYTES}
 
 [worker]
-backoff_base_s = 0.05
-backoff_max_s = 0.2
-max_attempts = 3
-poll_interval_s = 0.2
+{worker_lines}
 
 [[backends]]
 name = "fake"
@@ -54,15 +59,6 @@ models = ["echo"]
 def module_upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
         yield fake
-
-
-@contextmanager
-def database_url(dialect: str, workdir: Path) -> Iterator[str]:
-    if dialect == "sqlite":
-        yield f"sqlite:///{workdir / 'chatq.db'}"
-    else:
-        with temporary_database_sync() as url:
-            yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

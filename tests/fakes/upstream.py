@@ -51,6 +51,7 @@ class FakeUpstream:
         self.peak_in_flight = 0
         self.headers: list[dict[str, str]] = []
         self._script: deque[Reply] = deque()
+        self._rules: dict[str, Reply] = {}
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
         config = uvicorn.Config(
@@ -87,6 +88,14 @@ class FakeUpstream:
         with self._lock:
             self._script.extend(replies)
 
+    def rule(self, content: str, reply: Reply | None) -> None:
+        """Answer every call whose last message is content with reply (None: stop doing so)."""
+        with self._lock:
+            if reply is None:
+                self._rules.pop(content, None)
+            else:
+                self._rules[content] = reply
+
     def call_count(self) -> int:
         with self._lock:
             return len(self.calls)
@@ -96,7 +105,9 @@ class FakeUpstream:
         with self._lock:
             self.calls.append(body)
             self.headers.append(dict(request.headers))
-            reply = self._script.popleft() if self._script else None
+            reply = self._rules.get(_last_content(body))
+            if reply is None and self._script:
+                reply = self._script.popleft()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -156,3 +167,8 @@ async def _trickle(content: bytes, drip_s: float, reset_after: int | None) -> As
         yield bytes([byte])
         if drip_s:
             await asyncio.sleep(drip_s / len(content))
+
+
+def _last_content(body: dict[str, Any]) -> str:
+    content = body["messages"][-1].get("content")
+    return content if isinstance(content, str) else ""
