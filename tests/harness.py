@@ -18,6 +18,7 @@ import httpx
 from tests.pg import temporary_database_sync
 
 LISTENING = "chatq listening on "
+WORKER_READY = "chatq worker "
 
 
 def chatq_env(**extra: str) -> dict[str, str]:
@@ -93,24 +94,28 @@ class ChatqServer:
         lines: queue.Queue[str] = queue.Queue()
         self._pump_thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         self._pump_thread.start()
-        if not listens:
-            return self
         deadline = time.monotonic() + timeout
-        while not self.base_url:
+        while True:
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
                 raise RuntimeError(f"chatq did not start; log:\n{self.log()}") from None
+            if not line:  # stdout closed: the process ended before it was ready
+                self.stop()
+                raise RuntimeError(f"chatq exited before it was ready; log:\n{self.log()}")
             if line.startswith(LISTENING):
                 self.base_url = line[len(LISTENING) :].strip()
-        return self
+                return self
+            if not listens and line.startswith(WORKER_READY):
+                return self
 
     def _pump(self, lines: queue.Queue[str]) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
             self.stdout_lines.append(line.rstrip("\n"))
             lines.put(line)
+        lines.put("")
 
     @property
     def database(self) -> str:

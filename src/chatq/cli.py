@@ -91,7 +91,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await serve(settings, with_worker=args.command == "serve", announce=_say)
         return 0
     if args.command == "worker":
-        await work(settings)
+        await work(settings, announce=_say)
         return 0
     store = await open_store(settings.database_url, pool_size=settings.pool_size)
     try:

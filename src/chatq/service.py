@@ -85,15 +85,17 @@ async def _announce_address(server: uvicorn.Server, announce: Callable[[str], No
     announce(f"chatq listening on http://{host}:{port}")
 
 
-async def work(settings: Settings) -> None:
+async def work(settings: Settings, announce: Callable[[str], None]) -> None:
     """Run a worker alone until SIGTERM/SIGINT."""
     async with opened(settings) as svc:
+        worker = Worker(svc.store, svc.router, settings.worker)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        announce(f"chatq worker {worker.id} ready")
         try:
-            await Worker(svc.store, svc.router, settings.worker).run(stop)
+            await worker.run(stop)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(Exception):
