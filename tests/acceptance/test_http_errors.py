@@ -363,3 +363,24 @@ def test_bodies_over_the_limit_are_413(alice: httpx.Client) -> None:
 
     assert_error(alice.post(PATH, content=streamed(), headers=JSON), 413, "request_too_large")
     assert len(alice.get(PATH).json()["requests"]) == 1, "only the body that fit was stored"
+
+
+@pytest.mark.parametrize(
+    "raw_headers",
+    [
+        [(b"Authorization", b"Bearer \xff\xfe")],
+        [(b"Authorization", b"Bearer " + b"k" * 10_000)],
+        [(b"Authorization", b"Bearer\tcq-123")],
+        [(b"Authorization", b"Bearer  cq-123")],
+        [(b"Authorization", b"BEARER")],
+        [(b"Authorization", b"Bearer a"), (b"Authorization", b"Bearer b")],
+        [(b"authorization", b"Digest username=x")],
+    ],
+)
+def test_odd_authorization_headers_are_401(
+    server: ChatqServer, raw_headers: list[tuple[bytes, bytes]]
+) -> None:
+    with httpx.Client(base_url=server.base_url) as client:
+        response = client.get(PATH, headers=httpx.Headers(raw_headers))
+    assert_error(response, 401, "authentication_error")
+    assert response.headers["www-authenticate"] == "Bearer"
