@@ -36,6 +36,9 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # A connection that dies mid-query can leave asyncpg's protocol in a state it reports
+    # as "cannot switch to state N": seen in the outage test, it is a lost connection too.
+    asyncpg.InternalClientError,
 )
 _LISTENER_NAME = "chatq-listener"
 _LISTENER_CHECK_S = 5.0
