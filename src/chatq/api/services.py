@@ -18,6 +18,6 @@ class Services:
     tokens: TokenCodec
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
