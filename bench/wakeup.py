@@ -1,0 +1,111 @@
+"""Wake-up latency: how long an idle worker takes to start a submitted request.
+
+For each store, requests are submitted one at a time over HTTP with idle gaps between them
+(so workers are always idle, waiting); the latency is started_at - created_at as the store
+recorded them (float seconds). SQLite runs `chatq serve` (the worker is woken in process);
+PostgreSQL runs `chatq api` + `chatq worker` (woken by LISTEN/NOTIFY). The baseline measured
+in the same run is the client's own round trip for the submit.
+
+    python bench/wakeup.py            # 3 runs of 50 requests per store; --quick for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+from api import CHAT, PATH, chatq, database, free_port, process
+
+ID_QUERY = "SELECT (started_at - created_at) * 1000 FROM requests WHERE started_at IS NOT NULL"
+
+
+def latencies_ms(url: str) -> list[float]:
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute(ID_QUERY).fetchall()
+        conn.close()
+        return [float(r[0]) for r in rows]
+
+    async def fetch() -> list[float]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [float(r[0]) for r in await conn.fetch(ID_QUERY)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def run_once(store: str, requests: int, gap_s: float) -> tuple[list[float], list[float]]:
+    """(wake-up latencies ms, submit round trips ms)."""
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        url = stack.enter_context(database(store, Path(tmp)))
+        chatq("migrate", "--database", url)
+        key = chatq("keys", "create", "bench", "--database", url)
+        port = free_port()
+        command = "serve" if store == "sqlite" else "api"
+        base = stack.enter_context(
+            process(
+                sys.executable,
+                "-m",
+                "chatq",
+                command,
+                "--database",
+                url,
+                "--port",
+                str(port),
+                ready=f"http://127.0.0.1:{port}/healthz",
+            )
+        )
+        if store != "sqlite":
+            # A worker has no HTTP port: the API's readiness is the condition, then a pause.
+            worker = (sys.executable, "-m", "chatq", "worker", "--database", url)
+            stack.enter_context(process(*worker, ready=f"{base}/healthz"))
+        round_trips = []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+            time.sleep(1.0)  # let the worker reach its idle wait
+            for _ in range(requests):
+                started = time.perf_counter()
+                assert client.post(PATH, json=CHAT).status_code == 200
+                round_trips.append((time.perf_counter() - started) * 1000)
+                time.sleep(gap_s)
+        deadline = time.monotonic() + 30
+        while len(found := latencies_ms(url)) < requests and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found, round_trips
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 5 requests: a smoke test")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    args = parser.parse_args()
+    runs, requests = (1, 5) if args.quick else (args.runs, args.requests)
+    print("| store | wake-up p50 ms | wake-up p99 ms | submit round trip p50 ms | ratio p50 |")
+    print("| --- | --- | --- | --- | --- |")
+    for store in args.stores:
+        samples = [run_once(store, requests, gap_s=0.1) for _ in range(runs)]
+        p50 = statistics.median(p(s[0], 50) for s in samples)
+        p99 = statistics.median(p(s[0], 99) for s in samples)
+        trip = statistics.median(p(s[1], 50) for s in samples)
+        print(f"| {store} | {p50:.2f} | {p99:.2f} | {trip:.2f} | {p50 / trip:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

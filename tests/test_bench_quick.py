@@ -1,0 +1,33 @@
+"""Benchmarks are not tests, but CI checks that bench/ runs, in its quick mode."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("script", ["api.py", "wakeup.py"])
+def test_bench_runs_in_quick_mode(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [
+        line for line in done.stdout.splitlines() if line.startswith(("| sqlite", "| postgres"))
+    ]
+    assert {row.split("|")[1].strip() for row in rows} == {"sqlite", "postgres"}
+    for row in rows:
+        ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
+        assert ratio > 0, row
+        assert re.search(r"\d", row.split("|")[3])
