@@ -28,7 +28,8 @@ class BackendConfig(_Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     upstream_model: str | None = None
-    model_path: str | None = None
+    model_path: str | None = None  # local: a GGUF file (default: SmolLM2 from the local extra)
+    context_size: int = Field(default=2048, ge=128, description="local: context window, tokens")
     max_concurrency: int = Field(default=64, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
     # Resolved from api_key_env when the settings are built; never read from the file itself.

@@ -50,6 +50,12 @@ timeout_s = 10
 name = "echo"
 type = "echo"
 models = ["echo"]
+
+[[backends]]
+name = "smollm2"
+type = "local"
+models = ["smollm2"]
+max_concurrency = 2
 """
     )
     return path

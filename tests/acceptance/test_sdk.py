@@ -174,3 +174,23 @@ def test_retries_exhausted_fail_with_the_cause(
     assert failed.error_message is not None
     assert "after 3 attempt(s)" in failed.error_message
     assert "HTTP 502" in failed.error_message
+
+
+def test_the_local_model_answers_through_the_sdk(client: Perplexity) -> None:
+    request = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 20,
+        "temperature": 0,
+        "seed": 42,
+    }
+    ids = [client.async_.chat.completions.create(request=request).id for _ in range(2)]
+    done = [poll(client, i, timeout=60) for i in ids]
+    assert [d.status for d in done] == ["COMPLETED", "COMPLETED"], [d.error_message for d in done]
+    answers = []
+    for d in done:
+        assert d.response is not None and d.response.usage is not None
+        answers.append(d.response.choices[0].message.content)
+        assert 0 < d.response.usage.completion_tokens <= 20
+    assert isinstance(answers[0], str) and answers[0].strip(), "real, non-empty text"
+    assert answers[0] == answers[1], "deterministic with a fixed seed at temperature 0"

