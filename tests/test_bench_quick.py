@@ -31,3 +31,18 @@ def test_bench_runs_in_quick_mode(script: str) -> None:
         ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
         assert ratio > 0, row
         assert re.search(r"\d", row.split("|")[3])
+
+
+@pytest.mark.timeout(300)
+def test_local_model_bench_runs_in_quick_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "local.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ratio_row = next(line for line in done.stdout.splitlines() if line.startswith("| ratio"))
+    ratios = [float(cell) for cell in ratio_row.strip(" |").split("|")[1:]]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
