@@ -23,6 +23,12 @@ def summary_from_row(row: Any) -> Summary:
     return Summary(*summary_values(row))
 
 
+def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
+    """A list page from up to limit + 1 rows: the extra row only says that more exist."""
+    page = [summary_from_row(r) for r in rows]
+    return page[:limit], len(page) > limit
+
+
 def job_from_row(row: Any) -> Job:
     response = json.loads(row[10]) if row[10] is not None else None
     return Job(*summary_values(row), row[8], row[9], response, row[11])

@@ -22,7 +22,7 @@ from chatq.store.rows import (
     dumps,
     job_from_row,
     migration_files,
-    summary_from_row,
+    page_from_rows,
 )
 
 log = logging.getLogger("chatq.store.postgres")
@@ -176,8 +176,7 @@ class PostgresStore:
             rows = await self._fetch(q.LIST_FIRST_PAGE, owner, limit + 1)
         else:
             rows = await self._fetch(q.LIST_PAGE_BEFORE, owner, before_seq, limit + 1)
-        page = [summary_from_row(r) for r in rows]
-        return page[:limit], len(page) > limit
+        return page_from_rows(rows, limit)
 
     # ---- requests, as workers see them
 
