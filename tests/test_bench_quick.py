@@ -13,7 +13,7 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("script", ["api.py", "wakeup.py"])
+@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py"])
 def test_bench_runs_in_quick_mode(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH / script), "--quick"],

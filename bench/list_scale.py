@@ -1,0 +1,440 @@
+"""List latency at scale: p99 of a list page with 10k vs 1M requests under one owner.
+
+For each store (SQLite, PostgreSQL) two databases are seeded, one with --small and one with
+--big requests, all under one owner. Seeding goes through the store's own schema in bulk
+(after `chatq migrate`; 1M submits over HTTP would take far too long): rows as real submits
+and a worker leave them, built with chatq's own request, fingerprint and response code, with
+a mix of statuses (1 in 20 FAILED, the rest COMPLETED, the newest 20 IN_PROGRESS and the 20
+after them CREATED). `chatq api` serves each database in turn and wrk drives
+GET /async/chat/completions?limit=20 twice: the first page, then deep pages (a next_token
+per request, picked among 256 depths spread over the whole history). Each figure is the
+median of --runs runs (the two sizes alternate within a run, so they share the machine's
+load); the ratio is p99 at --big / p99 at --small. Target: <= 1.5.
+
+    apt-get install wrk        # the load generator
+    python bench/list_scale.py          # about 10 minutes, most of it seeding; --quick: smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from api import HERE, PATH, chatq, free_port, process
+
+from chatq.api.models import AsyncApiChatCompletionsRequest
+from chatq.api.pagination import TokenCodec
+from chatq.backends.normalize import completion_response
+from chatq.domain import request_fingerprint
+from chatq.store import open_store
+from chatq.store.rows import dumps
+
+OWNER = "bench"
+LIMIT = 20
+DEPTHS = 256
+PENDING = 20  # the newest rows: this many CREATED, and as many IN_PROGRESS before them
+FAILED_EVERY = 20
+IDEMPOTENT_EVERY = 10
+SPACING_S = 0.25  # between two submits
+ERROR = "gave up after 3 attempt(s); last error: upstream answered 503 Service Unavailable"
+COLUMNS = (
+    "id",
+    "owner",
+    "model",
+    "status",
+    "request",
+    "request_hash",
+    "idempotency_key",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "failed_at",
+    "response",
+    "error_message",
+    "deliveries",
+    "lease_owner",
+    "lease_expires_at",
+)
+SQLITE_INSERT = (
+    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+CHUNK = 50_000
+
+
+# ---- seeding
+
+
+def _content(i: int) -> str:
+    return f"How fast is chatq? #{i}"
+
+
+class Templates:
+    """Stored text for request i, from chatq's own code once, then filled in by replace()."""
+
+    def __init__(self) -> None:
+        chat = {"model": "echo", "messages": [{"role": "user", "content": "@CONTENT@"}]}
+        # What the submit route stores: the validated request, as the client set it.
+        body = AsyncApiChatCompletionsRequest.model_validate({"request": chat})
+        self.request_dict = body.request.model_dump(exclude_unset=True)
+        self.request = dumps(self.request_dict)
+        self.canonical = json.dumps(
+            self.request_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        words = len(_content(0).split())
+        # What the echo backend answers and the worker stores on completion.
+        response = completion_response("@ID@", "echo", "@CONTENT@", words, words)
+        self.response = dumps({**response, "created": "@CREATED@"}).replace(
+            '"@CREATED@"', "@CREATED@"
+        )
+
+    def check(self, row: tuple[Any, ...]) -> None:
+        """The templated row is what chatq's own functions make of the same request."""
+        request = json.loads(row[4])
+        assert row[4] == dumps(request) and row[5] == request_fingerprint(request), row
+        if row[11] is not None:
+            response = json.loads(row[11])
+            content = request["messages"][0]["content"]
+            words = len(content.split())
+            expected = completion_response(row[0], "echo", content, words, words)
+            assert row[11] == dumps({**expected, "created": response["created"]}), row
+
+
+def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[Any, ...]]:
+    """count requests of OWNER in submit order (oldest first), ending just before now."""
+    start = now - count * SPACING_S
+    for i in range(1, count + 1):
+        request_id = str(uuid.uuid4())
+        content = _content(i)
+        created = start + i * SPACING_S
+        started = created + 0.004
+        finished = started + 0.35
+        if i > count - PENDING:
+            status = "CREATED"
+        elif i > count - 2 * PENDING:
+            status = "IN_PROGRESS"
+        elif i % FAILED_EVERY == 0:
+            status = "FAILED"
+        else:
+            status = "COMPLETED"
+        response = (
+            templates.response.replace("@ID@", request_id)
+            .replace("@CONTENT@", content)
+            .replace("@CREATED@", str(int(finished)))
+            if status == "COMPLETED"
+            else None
+        )
+        yield (
+            request_id,
+            OWNER,
+            "echo",
+            status,
+            templates.request.replace("@CONTENT@", content),
+            hashlib.sha256(templates.canonical.replace("@CONTENT@", content).encode()).hexdigest(),
+            f"bench-{i}" if i % IDEMPOTENT_EVERY == 0 else None,
+            created,
+            started if status != "CREATED" else None,
+            finished if status == "COMPLETED" else None,
+            finished if status == "FAILED" else None,
+            response,
+            ERROR if status == "FAILED" else None,
+            0 if status == "CREATED" else 1,
+            "bench-worker" if status == "IN_PROGRESS" else None,
+            now + 3600 if status == "IN_PROGRESS" else None,
+        )
+
+
+def _checked(rows: Iterator[tuple[Any, ...]], templates: Templates) -> Iterator[tuple[Any, ...]]:
+    for n, row in enumerate(rows):
+        if n % 99_991 == 0 or (row[3] == "FAILED" and n < 100):
+            templates.check(row)
+        yield row
+
+
+def seed(url: str, count: int) -> None:
+    templates = Templates()
+    rows = _checked(seed_rows(count, time.time(), templates), templates)
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            while chunk := list(itertools.islice(rows, CHUNK)):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(SQLITE_INSERT, chunk)
+                conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        return
+
+    async def copy() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.copy_records_to_table("requests", records=rows, columns=COLUMNS)
+            # What autovacuum does to a live table after this many inserts, done now.
+            await conn.execute("VACUUM ANALYZE requests")
+        finally:
+            await conn.close()
+
+    asyncio.run(copy())
+
+
+# ---- databases and tokens
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    key: str
+    seqs: list[int]  # where the deep pages start: each page lists the rows before one of these
+    tokens: list[str]  # the same places as next_tokens
+
+
+@contextmanager
+def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
+    """A fresh database holding count requests of OWNER, with a key and deep-page tokens."""
+    with ExitStack() as stack:
+        if store == "sqlite":
+            url = f"sqlite:///{workdir / f'list_{count}.db'}"
+        else:
+            admin = os.environ.get(
+                "CHATQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+            )
+            name = f"chatq_list_{os.getpid()}_{count}"
+            subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+            stack.callback(
+                subprocess.run,
+                ["psql", admin, "-qc", f"DROP DATABASE {name} WITH (FORCE)"],
+                check=True,
+            )
+            url = admin.rsplit("/", 1)[0] + f"/{name}"
+        chatq("migrate", "--database", url)
+        key = chatq("keys", "create", "bench-key", "--owner", OWNER, "--database", url)
+        began = time.monotonic()
+        seed(url, count)
+        print(
+            f"{store}: seeded {count:,} requests in {time.monotonic() - began:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        low, high = query(url, "SELECT min(seq), max(seq) FROM requests WHERE owner = $1", OWNER)[0]
+        rng = random.Random(count)
+        seqs = [rng.randint(low + LIMIT + 1, high - LIMIT) for _ in range(DEPTHS)]
+        yield Database(url, key, seqs, deep_tokens(url, seqs))
+
+
+def query(url: str, sql: str, *args: Any) -> list[Any]:
+    """Rows of one read-only statement written with $1 placeholders."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return conn.execute(re.sub(r"\$\d", "?", sql), args).fetchall()
+        finally:
+            conn.close()
+
+    async def fetch() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def deep_tokens(url: str, seqs: list[int]) -> list[str]:
+    """The next_token the API returns after a page ending at each seq.
+
+    Made with the secret the server will use (the store's own get-or-create, which
+    `chatq api` calls at start), so each is a token the server itself could have returned.
+    """
+
+    async def secret() -> bytes:
+        store = await open_store(url)
+        try:
+            return await store.secret("next_token")
+        finally:
+            await store.close()
+
+    codec = TokenCodec(asyncio.run(secret()))
+    return [codec.encode(OWNER, seq) for seq in seqs]
+
+
+def check_pages(base: str, db: Database) -> None:
+    """The pages wrk will load are what the store holds, next_token included."""
+    newest = query(
+        db.url, "SELECT id FROM requests WHERE owner = $1 ORDER BY seq DESC LIMIT $2", OWNER, 41
+    )
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {db.key}"}) as client:
+        first = client.get(PATH, params={"limit": LIMIT}).json()
+        assert [r["id"] for r in first["requests"]] == [r[0] for r in newest[:LIMIT]], first
+        second = client.get(PATH, params={"limit": LIMIT, "next_token": first["next_token"]})
+        assert [r["id"] for r in second.json()["requests"]] == [r[0] for r in newest[LIMIT:40]]
+        for token in db.tokens[:8]:
+            deep = client.get(PATH, params={"limit": LIMIT, "next_token": token}).json()
+            assert len(deep["requests"]) == LIMIT and deep["next_token"], deep
+            finished = [r for r in deep["requests"] if r["status"] in ("COMPLETED", "FAILED")]
+            one = client.get(f"{PATH}/{finished[0]['id']}").json()
+            assert one["response"] is not None or one["error_message"], one
+
+
+# ---- load
+
+
+def run_wrk(
+    url: str, script: str, seconds: int, connections: int, env: dict[str, str]
+) -> tuple[float, float]:
+    """(requests/s, p99 ms) for one wrk thread."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    out = subprocess.run(
+        [*argv, "-s", str(HERE / script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"errors during the run:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+PAGES = (("first page", "get.lua"), ("deep pages", "deep.lua"))
+Sample = dict[str, tuple[float, float]]  # "page (layer)" -> (requests/s, p99 ms)
+
+
+def serve(db: Database) -> AbstractContextManager[str]:
+    port = free_port()
+    return process(
+        sys.executable,
+        "-m",
+        "chatq",
+        "api",
+        "--database",
+        db.url,
+        "--port",
+        str(port),
+        ready=f"http://127.0.0.1:{port}/healthz",
+    )
+
+
+def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: int) -> list[Sample]:
+    """One run: a fresh `chatq api` per database, all up at once; wrk loads one at a time.
+
+    For each page, the databases take turns in bursts (order A B, then B A, ...), so that a
+    change in the machine's load touches every size alike; each figure is the median burst.
+    """
+    with ExitStack() as stack:
+        bases = [stack.enter_context(serve(db)) for db in dbs]
+        for base, db in zip(bases, dbs, strict=True):
+            check_pages(base, db)
+            env = {"KEY": db.key, "TOKENS": ",".join(db.tokens)}
+            run_wrk(f"{base}{PATH}?limit={LIMIT}", "deep.lua", 1, connections, env)  # warm up
+        bursts_of: list[dict[str, list[tuple[float, float]]]] = [{} for _ in dbs]
+        for page, script in PAGES:
+            for burst in range(bursts):
+                order = range(len(dbs)) if burst % 2 == 0 else reversed(range(len(dbs)))
+                for i in order:
+                    env = {"KEY": dbs[i].key, "TOKENS": ",".join(dbs[i].tokens)}
+                    target = f"{bases[i]}{PATH}?limit={LIMIT}"
+                    result = run_wrk(target, script, seconds, connections, env)
+                    bursts_of[i].setdefault(f"{page} (HTTP)", []).append(result)
+    return [{name: _median_pair(results) for name, results in found.items()} for found in bursts_of]
+
+
+def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+def measure_verb(db: Database, calls: int) -> Sample:
+    """The store's list_page verb called in process, one call at a time (no HTTP, no load)."""
+
+    async def timed() -> Sample:
+        store = await open_store(db.url)
+        try:
+            sample = {}
+            for page, before in (("first page", None), ("deep pages", db.seqs)):
+                took = []
+                for n in range(calls + calls // 10):
+                    seq = None if before is None else before[n % len(before)]
+                    began = time.perf_counter()
+                    rows, more = await store.list_page(OWNER, LIMIT, seq)
+                    took.append(time.perf_counter() - began)
+                    assert len(rows) == LIMIT and more
+                took = took[calls // 10 :]  # the first tenth warms the caches up
+                p99 = statistics.quantiles(took, n=100)[98] * 1000
+                sample[f"{page} (list_page verb)"] = (len(took) / sum(took), p99)
+            return sample
+        finally:
+            await store.close()
+
+    return asyncio.run(timed())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k vs 20k rows, 1 run, 1 s bursts")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3, help="length of one wrk burst")
+    parser.add_argument("--bursts", type=int, default=4, help="wrk bursts per size and page")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (<= 64)")
+    parser.add_argument("--calls", type=int, default=5000, help="list_page calls per page")
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench/list_scale.py needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    if args.quick:
+        runs, seconds, bursts, calls, small, big = 1, 1, 1, 500, 1_000, 20_000
+    else:
+        runs, seconds, bursts, calls = args.runs, args.seconds, args.bursts, args.calls
+        small, big = args.small, args.big
+    print(
+        f"| store | page | p99 ms at {small:,} | p99 ms at {big:,} | req/s at {small:,} "
+        f"| req/s at {big:,} | p99 ratio |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for store in args.stores:
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+            dbs = [stack.enter_context(seeded(store, n, Path(tmp))) for n in (small, big)]
+            samples = []  # per run, per size
+            for _ in range(runs):
+                http = measure_http(dbs, seconds, bursts, args.connections)
+                verbs = [measure_verb(db, calls) for db in dbs]
+                samples.append([{**h, **v} for h, v in zip(http, verbs, strict=True)])
+        for name in samples[0][0]:
+            (rate_s, p99_s), (rate_b, p99_b) = (
+                _median_pair([run[size][name] for run in samples]) for size in range(2)
+            )
+            print(
+                f"| {store} | {name} | {p99_s:.3g} | {p99_b:.3g} | {rate_s:,.0f} | {rate_b:,.0f} "
+                f"| {p99_b / p99_s:.2f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
