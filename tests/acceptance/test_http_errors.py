@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -278,7 +277,11 @@ def test_concurrent_duplicates_create_one_job(alice: httpx.Client) -> None:
 
 def test_unknown_routes_and_methods_use_the_error_shape(alice: httpx.Client) -> None:
     assert_error(alice.get("/nope"), 404)
-    assert_error(alice.delete(PATH), 405)
+    refused = alice.delete(PATH)
+    assert_error(refused, 405)
+    # Allow names every method of the path, not only those of the first route matched.
+    assert refused.headers["allow"] == "GET, POST"
+    assert alice.put(f"{PATH}/some-id").headers["allow"] == "GET"
 
 
 def test_service_routes(server: ChatqServer) -> None:
@@ -317,9 +320,15 @@ def test_service_routes(server: ChatqServer) -> None:
     assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": json.loads(
-            json.dumps(spec["components"]["securitySchemes"]["HTTPBearer"].get("description"))
-        ),
+        "description": "An API key from `chatq keys create`.",
+    }
+    # The models this server's config routes are named, exact names as examples.
+    model = schemas["ApiChatCompletionsRequest"]["properties"]["model"]
+    assert model["examples"] == ["fake-model", "echo", "smollm2"]
+    assert "sonar*" in model["description"]
+    create_op = spec["paths"]["/async/chat/completions"]["post"]
+    assert create_op["responses"]["200"]["links"]["GetAsyncChatCompletion"]["parameters"] == {
+        "api_request": "$response.body#/id"
     }
     list_op = spec["paths"]["/async/chat/completions"]["get"]
     assert list_op["operationId"] == "list_async_chat_completions"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 import chatq
 from chatq.api.errors import install_error_handlers
@@ -38,4 +40,28 @@ def create_app(
     install_error_handlers(app)
     app.include_router(async_routes)
     app.include_router(service_routes)
+    _describe_served_models(app, services)
+    app.state.api_routes = [
+        route
+        for router in (async_routes, service_routes)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     return app
+
+
+def _describe_served_models(app: FastAPI, services: Services) -> None:
+    """The served /openapi.json names this server's models, which depend on its config."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        served = services.router.models()
+        model = schema["components"]["schemas"]["ApiChatCompletionsRequest"]["properties"]["model"]
+        model["description"] = "A model this server routes: " + ", ".join(served)
+        model["examples"] = [m for m in served if not set(m) & set("*?[")]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

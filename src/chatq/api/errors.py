@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatq.api.models import ErrorResponse
@@ -57,10 +58,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return error_response(exc.status, exc.message, exc.type)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers: dict[str, Any] | None = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return error_response(exc.status_code, message, headers=headers)
 
     async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
@@ -87,6 +90,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(Exception, on_anything)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method any route serves at this path: Starlette names only the first route's."""
+    routes: list[APIRoute] = request.app.state.api_routes
+    path = request.url.path
+    methods = {m for r in routes if r.path_regex.match(path) for m in r.methods or ()}
+    return ", ".join(sorted(methods))
 
 
 def has_non_finite(value: Any) -> bool:

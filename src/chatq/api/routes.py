@@ -32,7 +32,18 @@ service_routes = APIRouter(tags=["service"])
     summary="Create Async Chat Completion",
     operation_id="create_async_chat_completion",
     response_model=AsyncApiChatCompletionsResponse,
-    responses=error_responses(400, 401, 409),
+    responses={
+        200: {
+            "links": {
+                "GetAsyncChatCompletion": {
+                    "operationId": "get_async_chat_completion",
+                    "parameters": {"api_request": "$response.body#/id"},
+                    "description": "The `id` returned is the `api_request` to poll.",
+                }
+            }
+        },
+        **error_responses(400, 401, 409),
+    },
 )
 async def create(
     body: AsyncApiChatCompletionsRequest,

@@ -1,0 +1,76 @@
+"""Schemathesis against the served /openapi.json: every check, negative data included.
+
+Zero 5xx, zero responses outside their documented schema, status or content type; invalid
+input refused, valid input accepted, auth enforced, created requests readable (stateful
+phase, through the create -> get link). Exceptions to "valid input is accepted" are in
+schemathesis.toml beside this file, with the reason for each.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ChatqServer, create_key, database_url
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+ST = Path(sys.executable).with_name("st")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChatqServer]:
+    """`chatq serve` routing one instant model, so the thousands of requests made finish."""
+    workdir = tmp_path_factory.mktemp("schemathesis")
+    config = workdir / "chatq.toml"
+    config.write_text('[[backends]]\nname = "echo"\ntype = "echo"\nmodels = ["echo"]\n')
+    with database_url(request.param, workdir) as url:
+        proc = ChatqServer(workdir, "--database", url, "--config", str(config)).start()
+        try:
+            yield proc
+        finally:
+            assert proc.stop() in (0, -15), proc.log()
+
+
+@pytest.mark.timeout(400)
+def test_the_served_schema_holds_under_schemathesis(server: ChatqServer) -> None:
+    key = create_key(server.database, "schemathesis")
+    done = subprocess.run(
+        [
+            str(ST),
+            "--config-file",
+            str(CONFIG),
+            "--no-color",
+            "run",
+            f"{server.base_url}/openapi.json",
+            "--checks",
+            "all",
+            "--mode",
+            "all",
+            "--max-examples",
+            "50",
+            "--workers",
+            "1",
+            "--continue-on-failure",
+            "--header",
+            f"Authorization: Bearer {key}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=360,
+        cwd=server.workdir,
+        check=False,
+    )
+    report = done.stdout[-8000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    assert "No issues found" in done.stdout, report
+    # Every phase ran, and the stateful phase followed create -> get.
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in done.stdout, report
+    assert "1 covered / 1 selected" in done.stdout, report
+    assert "Traceback" not in server.log(), server.log()
