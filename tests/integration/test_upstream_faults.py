@@ -188,6 +188,41 @@ async def test_backend_max_concurrency_is_enforced(
     assert upstream.peak_in_flight == 3
 
 
+async def test_the_per_job_deadline_cuts_a_slow_call(
+    live_store: Store, upstream: FakeUpstream
+) -> None:
+    router = upstream_router(upstream.base_url, timeout_s=30)
+    upstream.script(Reply(delay_s=3))
+    job_id = await submit(live_store, "too slow", model="up")
+    running = Running(Worker(live_store, router, RETRYING.model_copy(update={"deadline_s": 0.5})))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+        await router.aclose()
+    assert job.status is Status.FAILED
+    # The deadline decided, not the backend's 30 s timeout_s.
+    assert job.error_message == "deadline of 0.5s exceeded after 1 attempt(s)"
+
+
+async def test_the_per_job_deadline_stops_retries_it_cannot_fit(
+    live_store: Store, fault_router: Router, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(503, raw_body=HTML, headers={"Retry-After": "5"}))
+    job_id = await submit(live_store, "come back later", model="up")
+    patient = RETRYING.model_copy(update={"deadline_s": 2.0, "backoff_max_s": 10.0})
+    running = Running(Worker(live_store, fault_router, patient))
+    try:
+        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+    finally:
+        await running.shutdown()
+    assert job.status is Status.FAILED
+    assert job.error_message is not None
+    assert job.error_message.startswith("deadline of 2s would pass before the next retry; 1 ")
+    assert "HTTP 503" in job.error_message
+    assert upstream.call_count() == 1
+
+
 async def assert_worker_still_works(store: Store) -> None:
     job_id = await submit(store, "after the storm")
     (job,) = await wait_for(store, [job_id], Status.COMPLETED)
