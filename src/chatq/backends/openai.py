@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ from chatq.domain import JSON
 
 _CONNECT_TIMEOUT_S = 10.0
 _SNIPPET = 300
+# Connections per httpcore pool: see _ShardedTransport.
+_CONNECTIONS_PER_POOL = 4
 
 
 class OpenAIBackend:
@@ -37,7 +40,7 @@ class OpenAIBackend:
                 max_connections=config.max_concurrency,
                 max_keepalive_connections=config.max_concurrency,
             ),
-            transport=transport,
+            transport=transport or _ShardedTransport(config.max_concurrency),
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
@@ -82,6 +85,75 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, split into pools of a few connections each.
+
+    httpcore 1.0's pool walks all its connections on every request and every response, and
+    for each idle one counts the idle ones again (encode/httpcore#1035): O(n^2) in the
+    connections, per request. At max_concurrency 1,000 that costs far more CPU than the
+    requests themselves. Here each request goes to a pool with a free connection slot (the
+    most recently freed one, whose connection is warm), so that the walk stays a few
+    connections long; limits, keep-alive and error mapping are httpx's own.
+    """
+
+    def __init__(self, connections: int) -> None:
+        per_pool = min(connections, _CONNECTIONS_PER_POOL)
+        # One TLS context for all the pools: each would otherwise load the CA bundle again.
+        ssl_context = httpx.create_ssl_context(verify=True, trust_env=True)
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+        # One entry per connection slot: the pool it belongs to. Used as a stack.
+        self._free: list[httpx.AsyncHTTPTransport] = []
+        for start in range(0, connections, per_pool):
+            size = min(per_pool, connections - start)
+            pool = httpx.AsyncHTTPTransport(
+                verify=ssl_context,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            self._pools.append(pool)
+            self._free.extend([pool] * size)
+        self._overflow = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._free:
+            # More requests than connections (callers hold a semaphore, so not from chatq):
+            # they queue inside a pool, as they would in one big pool.
+            self._overflow = (self._overflow + 1) % len(self._pools)
+            return await self._pools[self._overflow].handle_async_request(request)
+        pool = self._free.pop()
+        try:
+            response = await pool.handle_async_request(request)
+        except BaseException:
+            self._free.append(pool)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _ReleasingStream(response.stream, lambda: self._free.append(pool))
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response body that gives its connection slot back once closed (exactly once)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 def _error_text(response: httpx.Response) -> str:
