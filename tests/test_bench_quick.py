@@ -46,3 +46,23 @@ def test_local_model_bench_runs_in_quick_mode() -> None:
     ratio_row = next(line for line in done.stdout.splitlines() if line.startswith("| ratio"))
     ratios = [float(cell) for cell in ratio_row.strip(" |").split("|")[1:]]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
+
+
+@pytest.mark.timeout(300)
+def test_long_jobs_bench_runs_in_quick_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "long_jobs.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    by_run = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
+    assert set(by_run) == {"sqlite", "postgres", "backend alone"}, done.stdout
+    for cells in by_run.values():
+        assert float(cells[6]) > 0  # ideal / wall
+    for store in ("sqlite", "postgres"):
+        assert float(by_run[store][7]) > 0  # worker peak RSS MB
+        assert by_run[store][10] == "0"  # no request failed

@@ -1,0 +1,265 @@
+"""Long jobs: 5,000 requests to an upstream that answers after 2 s, 1,000 in flight.
+
+For each store, the requests are all submitted first (the store's own submit verb, before
+any worker runs), then one `chatq worker` starts with `[worker] concurrency` and the
+backend's `max_concurrency` both at 1,000, against bench/slow_upstream.py (a plain asyncio
+OpenAI-compatible server on 127.0.0.1 that answers every call after the delay).
+
+The clock starts when the worker prints `chatq worker ID ready` (its process is up, the
+store is open and migrated, the backend's client is built; the next thing it does is claim)
+and stops at the last completed_at the store recorded (the worker's own clock, so polling
+granularity does not count; the bench polls one count query every 0.25 s). The ideal is
+requests / in-flight x delay (10 s); the ratio is ideal / wall. Python's start-up and
+imports before the ready line are not on the clock; they are shown apart, as start-up.
+Peak RSS is VmHWM from /proc/PID/status of the worker process and CPU its utime + stime
+(start-up included), both read once the last job is COMPLETED. Each figure is the median
+of --runs runs.
+
+The last row is a baseline measured in the same run: the same calls through chatq's OpenAI
+backend alone (its client and connection pools, no store, no worker), in the bench's own
+process, from the first call to the last answer.
+
+    python bench/long_jobs.py         # about 5 minutes; --quick for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+from api import chatq, database, free_port, process
+
+from chatq.backends.openai import OpenAIBackend
+from chatq.config import BackendConfig
+from chatq.domain import NewRequest, request_fingerprint
+from chatq.store import open_store
+
+HERE = Path(__file__).parent
+MODEL = "slow"
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Take your time."}]}
+DONE_QUERY = (
+    "SELECT count(*), max(coalesce(completed_at, failed_at)), "
+    "sum(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END) "
+    "FROM requests WHERE status IN ('COMPLETED', 'FAILED')"
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall_s: float
+    startup_s: float
+    peak_rss_mb: float
+    cpu_s: float
+    upstream_peak: int
+    failed: int
+
+
+CONFIG = """\
+[worker]
+concurrency = {in_flight}
+
+[[backends]]
+name = "slow"
+type = "openai"
+base_url = "{base_url}/v1"
+models = ["{model}"]
+max_concurrency = {in_flight}
+timeout_s = 120
+"""
+
+
+async def submit_all(url: str, requests: int) -> None:
+    """Submit through the store's own verb, 100 at a time, as the API would."""
+    store = await open_store(url)
+    try:
+        news = [
+            NewRequest(str(uuid.uuid4()), "bench", MODEL, BODY, request_fingerprint(BODY), None)
+            for _ in range(requests)
+        ]
+        for start in range(0, requests, 100):
+            await asyncio.gather(*(store.submit(n) for n in news[start : start + 100]))
+    finally:
+        await store.close()
+
+
+def done_so_far(url: str) -> tuple[int, float | None, int]:
+    """(finished jobs, last finish time, failed jobs): one cheap aggregate query."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True)
+        try:
+            count, last, failed = conn.execute(DONE_QUERY).fetchone()
+        finally:
+            conn.close()
+        return int(count), last, int(failed or 0)
+
+    async def fetch() -> tuple[int, float | None, int]:
+        conn = await asyncpg.connect(url)
+        try:
+            row = await conn.fetchrow(DONE_QUERY)
+        finally:
+            await conn.close()
+        assert row is not None
+        return int(row[0]), row[1], int(row[2] or 0)
+
+    return asyncio.run(fetch())
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a live process, start-up included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_alone(base_url: str, requests: int, in_flight: int) -> float:
+    """Seconds for the same calls through chatq's OpenAI backend alone: no store, no worker."""
+    config = BackendConfig(
+        name="slow",
+        type="openai",
+        models=(MODEL,),
+        base_url=f"{base_url}/v1",
+        max_concurrency=in_flight,
+        timeout_s=120,
+    )
+    backend = OpenAIBackend(config)
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(i: int) -> None:
+        async with slots:
+            await backend.complete(str(i), BODY)
+
+    started = time.time()
+    try:
+        await asyncio.gather(*(one(i) for i in range(requests)))
+        return time.time() - started
+    finally:
+        await backend.aclose()
+
+
+@contextmanager
+def worker(url: str, config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """A `chatq worker` process, stopped by its own pid; (process, start-up seconds)."""
+    argv = [sys.executable, "-m", "chatq", "worker", "--database", url, "--config", str(config)]
+    with log.open("w") as err:
+        launched = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("chatq worker") and line.rstrip().endswith("ready"):
+                    break
+            else:
+                raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
+            yield proc, time.monotonic() - launched
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sample:
+    """One timed drain by `chatq worker` on a fresh database."""
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        url = stack.enter_context(database(store, workdir))
+        chatq("migrate", "--database", url)
+        port = free_port()
+        upstream = stack.enter_context(
+            process(
+                sys.executable,
+                str(HERE / "slow_upstream.py"),
+                str(port),
+                str(delay_s),
+                ready=f"http://127.0.0.1:{port}/healthz",
+            )
+        )
+        config = workdir / "chatq.toml"
+        config.write_text(CONFIG.format(in_flight=in_flight, base_url=upstream, model=MODEL))
+        asyncio.run(submit_all(url, requests))
+        proc, startup_s = stack.enter_context(worker(url, config, workdir / "worker.log"))
+        started = time.time()
+        deadline = time.monotonic() + 20 * requests / in_flight * delay_s + 60
+        while True:
+            count, last, failed = done_so_far(url)
+            if count >= requests:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (workdir / "worker.log").read_text()[-2000:]
+                raise RuntimeError(f"{count}/{requests} finished; worker log:\n{tail}")
+            time.sleep(0.25)
+        rss, cpu = peak_rss_mb(proc.pid), cpu_s(proc.pid)
+        stats = httpx.get(f"{upstream}/stats", timeout=10).json()
+        assert last is not None
+        return Sample(last - started, startup_s, rss, cpu, int(stats["peak"]), failed)
+
+
+def baseline_once(requests: int, in_flight: int, delay_s: float) -> float:
+    """The same calls through the backend alone, in this process, on a fresh upstream."""
+    port = free_port()
+    argv = (sys.executable, str(HERE / "slow_upstream.py"), str(port), str(delay_s))
+    with process(*argv, ready=f"http://127.0.0.1:{port}/healthz") as upstream:
+        return asyncio.run(backend_alone(upstream, requests, in_flight))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run of 200 requests x 0.5 s, 100 in flight"
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--delay", type=float, default=2.0, help="upstream answer time, s")
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    args = parser.parse_args()
+    if args.quick:
+        runs, requests, in_flight, delay_s = 1, 200, 100, 0.5
+    else:
+        runs, requests, in_flight, delay_s = args.runs, args.requests, args.in_flight, args.delay
+    ideal = requests / in_flight * delay_s
+    print(
+        "| run | requests | in flight | delay s | ideal s | wall s | ideal / wall "
+        "| worker peak RSS MB | worker CPU s | upstream peak in flight | failed "
+        "| worker start-up s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = f"{requests:,} | {in_flight:,} | {delay_s:g} | {ideal:.1f}"
+    for store in args.stores:
+        samples = [run_once(store, requests, in_flight, delay_s) for _ in range(runs)]
+        wall = statistics.median(s.wall_s for s in samples)
+        rss = statistics.median(s.peak_rss_mb for s in samples)
+        cpu = statistics.median(s.cpu_s for s in samples)
+        peak = statistics.median(s.upstream_peak for s in samples)
+        failed = max(s.failed for s in samples)
+        startup = statistics.median(s.startup_s for s in samples)
+        print(
+            f"| {store} | {head} | {wall:.2f} | {ideal / wall:.2f} | {rss:.0f} | {cpu:.1f} | "
+            f"{peak:,.0f} | {failed} | {startup:.2f} |",
+            flush=True,
+        )
+    wall = statistics.median(baseline_once(requests, in_flight, delay_s) for _ in range(runs))
+    print(f"| backend alone | {head} | {wall:.2f} | {ideal / wall:.2f} | - | - | - | - | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
