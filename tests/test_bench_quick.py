@@ -48,6 +48,21 @@ def test_local_model_bench_runs_in_quick_mode() -> None:
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
 
 
+@pytest.mark.timeout(120)
+def test_queue_drain_bench_runs_in_quick_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "queue_drain.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    rates = [float(row.strip(" |").rsplit("|", 1)[1].replace(",", "")) for row in rows[2:]]
+    assert len(rates) == 3 and all(rate > 0 for rate in rates), done.stdout
+
+
 @pytest.mark.timeout(300)
 def test_long_jobs_bench_runs_in_quick_mode() -> None:
     done = subprocess.run(

@@ -1,0 +1,198 @@
+"""Queue drain on PostgreSQL: chatq's worker against pgqueuer, on the same server, same run.
+
+Each side gets a fresh database on the same PostgreSQL server and --jobs jobs pre-loaded
+before its consumer starts; then one consumer process drains them.
+
+- chatq: the jobs go in through the store's submit verb (model `echo`, an instant backend);
+  then one `chatq worker` process (default settings: concurrency 256) runs them.
+- pgqueuer: the jobs go in with Queries.enqueue (one entrypoint, the same JSON payload);
+  then one process runs a PgQueuer whose entrypoint does nothing, in drain mode.
+
+What is timed is the drain as the database recorded it: from the first claim to the last
+completion. chatq: min(started_at) to max(completed_at) over the jobs. pgqueuer: the first
+'picked' to the last 'successful' row of pgqueuer_log (both NOW() of the transaction that
+wrote them). Process start-up is not in it. Figures: jobs/s, median of --runs; the ratio
+is chatq / pgqueuer. (The file is not called queue.py: bench/ is on sys.path when a
+script in it runs, and a queue.py there would shadow the standard library's queue.)
+
+    pip install -e '.[bench]'       # pgqueuer
+    python bench/queue_drain.py     # about 2 minutes; --quick for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+from api import database
+
+from chatq.domain import NewRequest, request_fingerprint
+from chatq.store import open_store
+
+ECHO_ONLY = '[[backends]]\nname = "echo"\ntype = "echo"\nmodels = ["echo"]\n'
+SUBMIT_AT_ONCE = 100
+TIMEOUT_S = 600.0
+
+
+def chat(i: int) -> dict[str, object]:
+    return {"model": "echo", "messages": [{"role": "user", "content": f"job {i}"}]}
+
+
+async def preload_chatq(url: str, jobs: int) -> None:
+    store = await open_store(url)
+    try:
+        await store.migrate()
+        for start in range(0, jobs, SUBMIT_AT_ONCE):
+            news = [
+                NewRequest(str(uuid.uuid4()), "bench", "echo", r, request_fingerprint(r), None)
+                for r in (chat(i) for i in range(start, min(jobs, start + SUBMIT_AT_ONCE)))
+            ]
+            await asyncio.gather(*(store.submit(new) for new in news))
+    finally:
+        await store.close()
+
+
+async def preload_pgqueuer(url: str, jobs: int) -> None:
+    from pgqueuer import AsyncpgDriver, Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        await queries.install()
+        for start in range(0, jobs, 5_000):
+            count = min(jobs, start + 5_000) - start
+            payloads: list[bytes | None] = [
+                json.dumps(chat(start + i)).encode() for i in range(count)
+            ]
+            await queries.enqueue(["noop"] * count, payloads, [0] * count)
+    finally:
+        await conn.close()
+
+
+async def query(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql)
+        return rows
+    finally:
+        await conn.close()
+
+
+CHATQ_LEFT = "SELECT count(*) FROM requests WHERE status <> 'COMPLETED'"
+CHATQ_DRAIN = "SELECT max(completed_at) - min(started_at) FROM requests"
+PGQ_DONE = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
+PGQ_DRAIN = """
+SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful')
+                        - min(created) FILTER (WHERE status = 'picked'))
+FROM pgqueuer_log
+"""
+
+
+def wait_until(url: str, sql: str, done: int, proc: subprocess.Popen[bytes]) -> None:
+    """Poll (gently: 5 times a second) until the query returns done."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while asyncio.run(query(url, sql))[0][0] != done:
+        if proc.poll() is not None and proc.returncode != 0:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not drained within {TIMEOUT_S:g}s")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(timeout=60)
+
+
+def drain_chatq(jobs: int, workdir: Path) -> float:
+    """Seconds from the first claim to the last COMPLETED."""
+    config = workdir / "echo.toml"
+    config.write_text(ECHO_ONLY)
+    with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
+        asyncio.run(preload_chatq(url, jobs))
+        argv = [sys.executable, "-m", "chatq", "worker", "--database", url]
+        proc = subprocess.Popen([*argv, "--config", str(config)], stdout=log, stderr=log)
+        try:
+            wait_until(url, CHATQ_LEFT, 0, proc)
+        finally:
+            stop(proc)
+        return float(asyncio.run(query(url, CHATQ_DRAIN))[0][0])
+
+
+def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> float:
+    """Seconds from the first 'picked' to the last 'successful'."""
+    with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
+        asyncio.run(preload_pgqueuer(url, jobs))
+        argv = [sys.executable, __file__, "--pgqueuer-consumer", url, "--batch", str(batch_size)]
+        proc = subprocess.Popen(argv, stdout=log, stderr=log)
+        try:
+            wait_until(url, PGQ_DONE, jobs, proc)
+        finally:
+            stop(proc)
+        return float(asyncio.run(query(url, PGQ_DRAIN))[0][0])
+
+
+async def pgqueuer_consumer(url: str, batch_size: int) -> None:
+    """One PgQueuer with a no-op entrypoint, in drain mode: it returns once the queue is empty."""
+    from pgqueuer import AsyncpgDriver, Job, PgQueuer
+    from pgqueuer.types import QueueExecutionMode
+
+    conn = await asyncpg.connect(url)
+    pgq = PgQueuer(AsyncpgDriver(conn))
+
+    @pgq.entrypoint("noop")
+    async def noop(job: Job) -> None:
+        return None
+
+    await pgq.run(
+        dequeue_timeout=timedelta(seconds=1), batch_size=batch_size, mode=QueueExecutionMode.drain
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 300 jobs: a smoke test")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=100, help="pgqueuer's dequeue batch size")
+    parser.add_argument("--pgqueuer-consumer", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pgqueuer_consumer:
+        asyncio.run(pgqueuer_consumer(args.pgqueuer_consumer, args.batch))
+        return 0
+    try:
+        version = importlib.metadata.version("pgqueuer")
+    except importlib.metadata.PackageNotFoundError:
+        print("bench/queue_drain.py needs pgqueuer: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    runs, jobs = (1, 300) if args.quick else (args.runs, args.jobs)
+    ours, theirs = [], []
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for _ in range(runs):
+            theirs.append(jobs / drain_pgqueuer(jobs, args.batch, workdir))
+            ours.append(jobs / drain_chatq(jobs, workdir))
+    ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
+    print("| consumer (one process) | jobs | jobs/s |")
+    print("| --- | --- | --- |")
+    print(f"| pgqueuer {version}, batch {args.batch}, no-op | {jobs:,} | {theirs_rate:,.0f} |")
+    print(f"| chatq worker, concurrency 256, echo | {jobs:,} | {ours_rate:,.0f} |")
+    print(f"| ratio chatq / pgqueuer | | {ours_rate / theirs_rate:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
