@@ -63,6 +63,9 @@ class Settings(_Strict):
     max_request_bytes: int = Field(
         default=10 * 2**20, ge=1024, description="larger request bodies are refused with 413"
     )
+    key_cache_s: float = Field(
+        default=5.0, ge=0, description="a revoked API key is refused within this long; 0: at once"
+    )
     config_path: Path | None = None
     worker: WorkerSettings = WorkerSettings()
     backends: tuple[BackendConfig, ...] = ()

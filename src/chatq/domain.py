@@ -27,7 +27,7 @@ class NewRequest:
     owner: str
     model: str
     request: JSON
-    request_hash: str
+    request_hash: str  # request_fingerprint(request); "" without an idempotency key
     idempotency_key: str | None
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from chatq.api.app import Lifespan, create_app
+from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.api.services import Services
 from chatq.backends.routing import build_router
@@ -34,7 +35,8 @@ async def opened(settings: Settings) -> AsyncIterator[Services]:
             log.info("applied migrations: %s", ", ".join(applied))
         router = build_router(settings.backends)
         try:
-            yield Services(store, router, TokenCodec(await store.secret("next_token")))
+            tokens = TokenCodec(await store.secret("next_token"))
+            yield Services(store, router, tokens, OwnerCache(settings.key_cache_s))
         finally:
             await router.aclose()
     finally:

@@ -17,6 +17,7 @@ from tests.harness import ChatqServer, create_key, database_url
 _names = itertools.count()
 UPSTREAM_KEY = "sk-fake-upstream"
 MAX_REQUEST_BYTES = 65536
+KEY_CACHE_S = 1.0
 
 
 WORKER_DEFAULTS = {
@@ -33,6 +34,7 @@ def write_config(path: Path, upstream_url: str, **worker: float) -> Path:
     path.write_text(
         f"""
 max_request_bytes = {MAX_REQUEST_BYTES}
+key_cache_s = {KEY_CACHE_S}
 
 [worker]
 {worker_lines}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import MAX_REQUEST_BYTES, wait_finished
+from tests.acceptance.conftest import KEY_CACHE_S, MAX_REQUEST_BYTES, wait_finished
 from tests.harness import ChatqServer, create_key, run_cli
 
 PATH = "/async/chat/completions"
@@ -85,7 +86,12 @@ def test_revoked_key_is_401(server: ChatqServer, new_key: Callable[[], str]) -> 
         assert client.get(PATH).status_code == 200
         key_id = key.split("-")[1]
         done = run_cli("keys", "revoke", key_id, "--database", server.database)
+        revoked_at = time.monotonic()
         assert done.returncode == 0, done.stderr
+        # The server remembers a key's owner for key_cache_s; after that it is refused.
+        while client.get(PATH).status_code == 200:
+            assert time.monotonic() - revoked_at < KEY_CACHE_S + 5, "still accepted"
+            time.sleep(0.05)
         assert_error(client.get(PATH), 401)
 
 
@@ -232,6 +238,14 @@ def test_foreign_and_tampered_next_token_is_400(alice: httpx.Client, bob: httpx.
     assert_error(bob.get(PATH, params={"next_token": token}), 400, "invalid_next_token")
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     assert_error(alice.get(PATH, params={"next_token": tampered}), 400, "invalid_next_token")
+
+
+@pytest.mark.parametrize("header", ["", "k" * 257])
+def test_idempotency_key_header_out_of_bounds_is_422(alice: httpx.Client, header: str) -> None:
+    response = alice.post(PATH, json=chat("bounds"), headers={"Idempotency-Key": header})
+    assert_422(response)
+    assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert alice.get(PATH).json()["requests"] == [], "nothing was stored"
 
 
 def test_idempotency_key_in_body_or_header(alice: httpx.Client) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import chatq
+from chatq.api.auth import SECURITY_SCHEMES
 from chatq.api.errors import install_error_handlers
 from chatq.api.limits import BodyLimit
 from chatq.api.routes import async_routes, service_routes
@@ -40,7 +41,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(async_routes)
     app.include_router(service_routes)
-    _describe_served_models(app, services)
+    _customize_openapi(app, services)
     app.state.api_routes = [
         route
         for router in (async_routes, service_routes)
@@ -50,14 +51,16 @@ def create_app(
     return app
 
 
-def _describe_served_models(app: FastAPI, services: Services) -> None:
-    """The served /openapi.json names this server's models, which depend on its config."""
+def _customize_openapi(app: FastAPI, services: Services) -> None:
+    """Declare the bearer scheme (see chatq.api.auth), and name this server's models, which
+    depend on its config."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
+        schema["components"]["securitySchemes"] = SECURITY_SCHEMES
         served = services.router.models()
         model = schema["components"]["schemas"]["ApiChatCompletionsRequest"]["properties"]["model"]
         model["description"] = "A model this server routes: " + ", ".join(served)

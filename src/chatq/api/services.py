@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.routing import Router
 from chatq.store import Store
@@ -16,6 +17,7 @@ class Services:
     store: Store
     router: Router
     tokens: TokenCodec
+    owners: OwnerCache
 
 
 async def services(request: Request) -> Services:
