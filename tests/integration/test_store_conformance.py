@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from chatq.domain import ApiKey, IdempotencyConflict, NewRequest, Status, request_fingerprint
+from chatq.domain import JSON, ApiKey, IdempotencyConflict, NewRequest, Status, request_fingerprint
 from chatq.store import Store
 from tests.integration.stores import Clock
 
@@ -131,6 +131,36 @@ async def test_complete_is_guarded(store: Store, clock: Clock) -> None:
     assert not await store.fail(job.id, "w1", "late failure")
     final = await store.get(OWNER, job.id)
     assert final == done
+
+
+async def test_complete_many_records_only_our_jobs(store: Store, clock: Clock) -> None:
+    a, b, c, d, e = [(await store.submit(new(f"m{i}")))[0] for i in range(5)]
+    await store.claim("w1", 3, LEASE)  # a, b, c
+    await store.claim("w2", 1, LEASE)  # d; e stays CREATED
+    assert await store.complete(c.id, "w1", {"early": True})
+    clock.advance(1)
+    results: list[tuple[str, JSON]] = [
+        (a.id, {"n": 1}),
+        (b.id, {"n": 2, "text": "é"}),
+        (c.id, {"late": True}),  # already finished
+        (d.id, {"n": 4}),  # someone else's lease
+        (e.id, {"n": 5}),  # not claimed
+        ("missing", {}),
+    ]
+    assert await store.complete_many("w1", results) == {a.id, b.id}
+    for job_id, response in results[:2]:
+        done = await store.get(OWNER, job_id)
+        assert done is not None and done.status is Status.COMPLETED
+        assert done.response == response and done.completed_at == clock.now
+    early = await store.get(OWNER, c.id)
+    assert early is not None and early.response == {"early": True}
+    for job_id, status in ((d.id, Status.IN_PROGRESS), (e.id, Status.CREATED)):
+        untouched = await store.get(OWNER, job_id)
+        assert untouched is not None and untouched.status is status
+        assert untouched.response is None and untouched.completed_at is None
+    assert await store.complete_many("w1", []) == set()
+    assert await store.complete_many("w1", [(a.id, {"again": 1})]) == set(), "finished"
+    assert await store.complete_many("w2", [(d.id, {"n": 4})]) == {d.id}
 
 
 async def test_fail_is_guarded(store: Store, clock: Clock) -> None:

@@ -63,6 +63,10 @@ class Store(Protocol):
     async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
         """IN_PROGRESS (held by worker_id) -> COMPLETED; False if the job is no longer ours."""
 
+    async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
+        """complete for many (request_id, response) pairs in one transaction; return the ids
+        that were recorded (the others are no longer ours, and are left as they were)."""
+
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         """IN_PROGRESS (held by worker_id) -> FAILED; False if the job is no longer ours."""
 

@@ -70,6 +70,15 @@ SET status = 'COMPLETED', completed_at = $1, response = $2, lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id = $3 AND status = 'IN_PROGRESS' AND lease_owner = $4
 """
+COMPLETE_MANY = """
+UPDATE requests AS r
+SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest($2::text[], $3::text[]) AS done(id, response)
+WHERE r.id = ANY($2::text[]) AND r.id = done.id AND r.status = 'IN_PROGRESS'
+    AND r.lease_owner = $4
+RETURNING r.id
+"""
 FAIL = """
 UPDATE requests
 SET status = 'FAILED', failed_at = $1, error_message = $2, lease_owner = NULL,

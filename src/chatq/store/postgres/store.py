@@ -195,6 +195,14 @@ class PostgresStore:
         )
         return touched == 1
 
+    async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
+        if not results:
+            return set()
+        ids = [request_id for request_id, _ in results]
+        bodies = [dumps(response) for _, response in results]
+        rows = await self._fetch(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
+        return {str(r[0]) for r in rows}
+
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         return await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
 

@@ -229,6 +229,17 @@ class SqliteStore:
         body = dumps(response)
         return await self._write(q.COMPLETE, (self._clock(), body, request_id, worker_id)) == 1
 
+    async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
+        if not results:
+            return set()
+        now = self._clock()
+        params = [(now, dumps(response), request_id, worker_id) for request_id, response in results]
+
+        def complete_all(conn: sqlite3.Connection) -> set[str]:
+            return {p[2] for p in params if conn.execute(q.COMPLETE_MANY, p).rowcount == 1}
+
+        return await self._writer.run(lambda conn: _transaction(conn, complete_all))
+
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         return await self._write(q.FAIL, (self._clock(), message, request_id, worker_id)) == 1
 
