@@ -4,15 +4,21 @@ For each store (SQLite, PostgreSQL) two databases are seeded, one with --small a
 --big requests, all under one owner. Seeding goes through the store's own schema in bulk
 (after `chatq migrate`; 1M submits over HTTP would take far too long): rows as real submits
 and a worker leave them, built with chatq's own request, fingerprint and response code, with
-a mix of statuses (1 in 20 FAILED, the rest COMPLETED, the newest 20 IN_PROGRESS and the 20
-after them CREATED). `chatq api` serves each database in turn and wrk drives
-GET /async/chat/completions?limit=20 twice: the first page, then deep pages (a next_token
-per request, picked among 256 depths spread over the whole history). Each figure is the
-median of --runs runs (the two sizes alternate within a run, so they share the machine's
-load); the ratio is p99 at --big / p99 at --small. Target: <= 1.5.
+a mix of statuses (1 in 20 FAILED, the rest COMPLETED, the newest 20 CREATED and the 20
+before them IN_PROGRESS). Two layers are measured, each a page of limit=20:
+
+- HTTP: a `chatq api` per database; wrk (16 connections) loads
+  GET /async/chat/completions?limit=20, the first page, then deep pages (a next_token per
+  request, picked among 256 depths spread over the whole history). The sizes take turns in
+  short bursts (A B, B A, ...) so that the machine's other load falls on both alike.
+- list_page verb: the store called in process, one call at a time, the sizes taking turns
+  call by call: the query alone, without HTTP.
+
+Each figure is the median of --runs runs; the ratio is p99 at --big / p99 at --small.
+Target: <= 1.5.
 
     apt-get install wrk        # the load generator
-    python bench/list_scale.py          # about 10 minutes, most of it seeding; --quick: smoke
+    python bench/list_scale.py          # about 8 minutes on 2 cores; --quick: a smoke run
 """
 
 from __future__ import annotations
@@ -366,27 +372,34 @@ def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def measure_verb(db: Database, calls: int) -> Sample:
-    """The store's list_page verb called in process, one call at a time (no HTTP, no load)."""
+def measure_verbs(dbs: list[Database], calls: int) -> list[Sample]:
+    """The store's list_page verb called in process, one call at a time (no HTTP, no load).
 
-    async def timed() -> Sample:
-        store = await open_store(db.url)
+    The databases take turns call by call, so that the machine's other work (which decides
+    the tail at these sub-millisecond times) falls on every size alike.
+    """
+
+    async def timed() -> list[Sample]:
+        stores = [await open_store(db.url) for db in dbs]
         try:
-            sample = {}
-            for page, before in (("first page", None), ("deep pages", db.seqs)):
-                took = []
+            samples: list[Sample] = [{} for _ in dbs]
+            for page in ("first page", "deep pages"):
+                took: list[list[float]] = [[] for _ in dbs]
                 for n in range(calls + calls // 10):
-                    seq = None if before is None else before[n % len(before)]
-                    began = time.perf_counter()
-                    rows, more = await store.list_page(OWNER, LIMIT, seq)
-                    took.append(time.perf_counter() - began)
-                    assert len(rows) == LIMIT and more
-                took = took[calls // 10 :]  # the first tenth warms the caches up
-                p99 = statistics.quantiles(took, n=100)[98] * 1000
-                sample[f"{page} (list_page verb)"] = (len(took) / sum(took), p99)
-            return sample
+                    for i, (db, store) in enumerate(zip(dbs, stores, strict=True)):
+                        seq = None if page == "first page" else db.seqs[n % len(db.seqs)]
+                        began = time.perf_counter()
+                        rows, more = await store.list_page(OWNER, LIMIT, seq)
+                        took[i].append(time.perf_counter() - began)
+                        assert len(rows) == LIMIT and more
+                for sample, times in zip(samples, took, strict=True):
+                    times = times[calls // 10 :]  # the first tenth warms the caches up
+                    p99 = statistics.quantiles(times, n=100)[98] * 1000
+                    sample[f"{page} (list_page verb)"] = (len(times) / sum(times), p99)
+            return samples
         finally:
-            await store.close()
+            for store in stores:
+                await store.close()
 
     return asyncio.run(timed())
 
@@ -422,7 +435,7 @@ def main() -> int:
             samples = []  # per run, per size
             for _ in range(runs):
                 http = measure_http(dbs, seconds, bursts, args.connections)
-                verbs = [measure_verb(db, calls) for db in dbs]
+                verbs = measure_verbs(dbs, calls)
                 samples.append([{**h, **v} for h, v in zip(http, verbs, strict=True)])
         for name in samples[0][0]:
             (rate_s, p99_s), (rate_b, p99_b) = (
