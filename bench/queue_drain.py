@@ -117,13 +117,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def drain_chatq(jobs: int, workdir: Path) -> float:
+def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> float:
     """Seconds from the first claim to the last COMPLETED."""
     config = workdir / "echo.toml"
     config.write_text(ECHO_ONLY)
     with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
         asyncio.run(preload_chatq(url, jobs))
         argv = [sys.executable, "-m", "chatq", "worker", "--database", url]
+        argv += ["--concurrency", str(concurrency)]
         proc = subprocess.Popen([*argv, "--config", str(config)], stdout=log, stderr=log)
         try:
             wait_until(url, CHATQ_LEFT, 0, proc)
@@ -168,6 +169,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100, help="pgqueuer's dequeue batch size")
+    parser.add_argument("--concurrency", type=int, default=256, help="chatq's (its default)")
     parser.add_argument("--pgqueuer-consumer", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pgqueuer_consumer:
@@ -184,12 +186,12 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for _ in range(runs):
             theirs.append(jobs / drain_pgqueuer(jobs, args.batch, workdir))
-            ours.append(jobs / drain_chatq(jobs, workdir))
+            ours.append(jobs / drain_chatq(jobs, args.concurrency, workdir))
     ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
     print("| consumer (one process) | jobs | jobs/s |")
     print("| --- | --- | --- |")
     print(f"| pgqueuer {version}, batch {args.batch}, no-op | {jobs:,} | {theirs_rate:,.0f} |")
-    print(f"| chatq worker, concurrency 256, echo | {jobs:,} | {ours_rate:,.0f} |")
+    print(f"| chatq worker, concurrency {args.concurrency}, echo | {jobs:,} | {ours_rate:,.0f} |")
     print(f"| ratio chatq / pgqueuer | | {ours_rate / theirs_rate:.2f} |", flush=True)
     return 0
 
