@@ -77,6 +77,34 @@ async def test_concurrent_duplicates_make_one_job(store: Store) -> None:
     assert len(page) == 1 and not more
 
 
+async def test_a_burst_of_submits_gets_each_its_own_outcome(store: Store) -> None:
+    """Submits that share a group-committed batch: new ones, a replay, a conflict, and two
+    with the same fresh key in the same batch."""
+    held, _ = await store.submit(new("held", key="held"))
+    plain = [new(f"b{i}") for i in range(40)]
+    keyed = [
+        new("held", key="held"),
+        new("other", key="held"),
+        new("f", key="f"),
+        new("f", key="f"),
+    ]
+    outcomes = await asyncio.gather(
+        *(store.submit(n) for n in plain + keyed), return_exceptions=True
+    )
+    for submitted, outcome in zip(plain, outcomes, strict=False):
+        assert not isinstance(outcome, BaseException)
+        assert outcome[0].id == submitted.id and outcome[1]
+    replay, conflict, fresh_a, fresh_b = outcomes[40:]
+    assert not isinstance(replay, BaseException) and replay == (held, False)
+    assert isinstance(conflict, IdempotencyConflict) and conflict.existing_id == held.id
+    assert not isinstance(fresh_a, BaseException) and not isinstance(fresh_b, BaseException)
+    assert fresh_a[0].id == fresh_b[0].id == keyed[2].id
+    assert (fresh_a[1], fresh_b[1]) == (True, False)
+    page, more = await store.list_page(OWNER, 100, None)
+    assert [s.id for s in page] == [keyed[2].id, *(n.id for n in reversed(plain)), held.id]
+    assert not more
+
+
 async def test_list_page_is_newest_first_keyset(store: Store) -> None:
     ids = [(await store.submit(new(f"m{i}")))[0].id for i in range(5)]
     await store.submit(new("not mine", owner="bob"))

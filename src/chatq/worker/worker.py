@@ -19,6 +19,7 @@ from chatq.backends.base import PermanentError, TransientError
 from chatq.backends.routing import Router
 from chatq.config import WorkerSettings
 from chatq.domain import JSON, ClaimedJob
+from chatq.group_commit import GroupCommit
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
 
@@ -44,9 +45,9 @@ class Worker:
         self.id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
-        # Results waiting to be recorded, and the task recording them (see _record_completed).
-        self._completed: list[tuple[str, JSON, asyncio.Future[bool]]] = []
-        self._recorder: asyncio.Task[None] | None = None
+        # Results that arrive while a batch is being recorded go into the next one together
+        # (one complete_many, one transaction): a burst of N costs a few round trips, not N.
+        self._completions = GroupCommit(self._complete_batch, _MAX_COMPLETIONS_PER_BATCH)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
@@ -56,9 +57,8 @@ class Worker:
             await self._claim_loop(stop)
         finally:
             await self._drain()
-            if self._recorder is not None:
-                with contextlib.suppress(Exception):
-                    await self._recorder
+            with contextlib.suppress(Exception):
+                await self._completions.drain()
             upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
@@ -101,7 +101,7 @@ class Worker:
             outcome = f"internal error in backend: {type(exc).__name__}: {exc}"
         try:
             if isinstance(outcome, dict):
-                recorded = await self._record_completed(job.id, outcome)
+                recorded = await self._completions.write((job.id, outcome))
             else:
                 recorded = await self.store.fail(job.id, self.id, outcome)
         except Exception:
@@ -111,30 +111,10 @@ class Worker:
         if not recorded:
             log.warning("job %s: lease lost before the result was recorded; discarded", job.id)
 
-    async def _record_completed(self, job_id: str, response: JSON) -> bool:
-        """Record a result; True if it was still ours. Group commit: results that arrive while
-        a batch is being written wait and go into the next one together (one complete_many,
-        one transaction), so a burst of N results costs a few round trips, not N."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completed.append((job_id, response, done))
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_batches(), name="chatq-recorder")
-        return await done
-
-    async def _record_batches(self) -> None:
-        while self._completed:
-            batch = self._completed[:_MAX_COMPLETIONS_PER_BATCH]
-            del self._completed[:_MAX_COMPLETIONS_PER_BATCH]
-            try:
-                ours = await self.store.complete_many(self.id, [(i, r) for i, r, _ in batch])
-            except Exception as exc:  # the transaction failed: every result in it did
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for job_id, _, done in batch:
-                if not done.done():  # a job cancelled meanwhile no longer waits
-                    done.set_result(job_id in ours)
+    async def _complete_batch(self, results: list[tuple[str, JSON]]) -> list[bool]:
+        """Record results; for each, True if the job was still ours."""
+        ours = await self.store.complete_many(self.id, results)
+        return [job_id in ours for job_id, _ in results]
 
     async def _run_backend(self, job: ClaimedJob) -> dict[str, object] | str:
         """The CompletionResponse, or the error message to fail the job with."""

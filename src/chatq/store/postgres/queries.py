@@ -28,9 +28,14 @@ KEY_COUNT = "SELECT count(*) FROM api_keys"
 _SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
 _JOB_COLUMNS = f"{_SUMMARY_COLUMNS}, owner, request_hash, response, error_message"
 
-SUBMIT = f"""
+# One statement for a whole group-committed batch. A row whose (owner, idempotency_key) is
+# taken, by an earlier request or by an earlier row of the same batch, is not inserted and not
+# returned; the store then reads the row that holds the key.
+SUBMIT_MANY = f"""
 INSERT INTO requests (id, owner, model, status, request, request_hash, idempotency_key, created_at)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7)
+SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+    AS new(id, owner, model, request, request_hash, idempotency_key)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {_JOB_COLUMNS}
 """

@@ -15,6 +15,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chatq.domain import JSON, ApiKey, ClaimedJob, IdempotencyConflict, Job, NewRequest, Summary
+from chatq.group_commit import GroupCommit
 from chatq.store.postgres import queries as q
 from chatq.store.protocol import StoreUnavailable
 from chatq.store.rows import (
@@ -44,6 +45,7 @@ _LISTENER_NAME = "chatq-listener"
 _LISTENER_CHECK_S = 5.0
 _RECONNECT_MAX_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0
+_MAX_BATCH = 512
 
 
 class PostgresStore:
@@ -54,6 +56,7 @@ class PostgresStore:
         self._work = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self.listening = False
+        self._submits = GroupCommit(self._submit_batch, _MAX_BATCH)
 
     @classmethod
     async def open(
@@ -109,6 +112,7 @@ class PostgresStore:
             return [r[1] for r in await conn.fetch(q.APPLIED_MIGRATIONS)]
 
     async def close(self) -> None:
+        await self._submits.drain()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,25 +149,33 @@ class PostgresStore:
     # ---- requests, as the API sees them
 
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
-        args = (
-            new.id,
-            new.owner,
-            new.model,
-            dumps(new.request),
-            new.request_hash,
-            new.idempotency_key,
-            self._clock(),
+        return await self._submits.write(new)
+
+    async def _submit_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+        """Insert a batch in one statement (one transaction); then settle replays one by one."""
+        columns = (
+            [n.id for n in news],
+            [n.owner for n in news],
+            [n.model for n in news],
+            [dumps(n.request) for n in news],
+            [n.request_hash for n in news],
+            [n.idempotency_key for n in news],
         )
         async with self._connection() as conn:
-            row = await conn.fetchrow(q.SUBMIT, *args)
-            if row is not None:
-                return job_from_row(row), True
-            # A concurrent or earlier request holds the key; its row is committed by now.
-            row = await conn.fetchrow(q.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key)
-        existing = job_from_row(row)
-        if existing.request_hash != new.request_hash:
-            raise IdempotencyConflict(existing.id)
-        return existing, False
+            rows = await conn.fetch(q.SUBMIT_MANY, *columns, self._clock())
+            inserted = {job.id: job for job in map(job_from_row, rows)}
+            outcomes: list[tuple[Job, bool] | Exception] = []
+            for new in news:
+                if new.id in inserted:
+                    outcomes.append((inserted[new.id], True))
+                    continue
+                # Its idempotency key is held by a committed row (maybe from this very batch).
+                held = job_from_row(
+                    await conn.fetchrow(q.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key)
+                )
+                replay = held.request_hash == new.request_hash
+                outcomes.append((held, False) if replay else IdempotencyConflict(held.id))
+        return outcomes
 
     async def get(self, owner: str, request_id: str) -> Job | None:
         rows = await self._fetch(q.GET, owner, request_id)

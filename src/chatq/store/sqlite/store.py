@@ -26,6 +26,7 @@ from chatq.domain import (
     NewRequest,
     Summary,
 )
+from chatq.group_commit import GroupCommit
 from chatq.store.protocol import StoreUnavailable
 from chatq.store.rows import (
     claimed_from_rows,
@@ -90,8 +91,7 @@ class SqliteStore:
         self._reader = reader
         self._clock = clock
         self._work = asyncio.Event()
-        self._pending: list[tuple[NewRequest, asyncio.Future[tuple[Job, bool]]]] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._submits = GroupCommit(self._submit_batch, _MAX_BATCH)
 
     @classmethod
     async def open(cls, path: str, clock: Callable[[], float] = time.time) -> SqliteStore:
@@ -133,8 +133,7 @@ class SqliteStore:
         return await self._writer.run(names)
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await self._committer
+        await self._submits.drain()
         await self._reader.close()
         await self._writer.close()
 
@@ -171,33 +170,13 @@ class SqliteStore:
     # ---- requests, as the API sees them
 
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
-        done: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append((new, done))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_pending())
-        return await done
+        return await self._submits.write(new)
 
-    async def _commit_pending(self) -> None:
-        """Write waiting submits in shared transactions until none wait."""
-        while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-            insert_all = functools.partial(_submit_batch, [new for new, _ in batch], self._clock())
-            try:
-                outcomes = await self._writer.run(insert_all)
-            except Exception as exc:  # the whole transaction failed: every submit in it did
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (_, done), outcome in zip(batch, outcomes, strict=True):
-                if done.done():  # the caller went away (cancelled); the row stays committed
-                    continue
-                if isinstance(outcome, Exception):
-                    done.set_exception(outcome)
-                else:
-                    done.set_result(outcome)
-            if any(not isinstance(o, Exception) and o[1] for o in outcomes):
-                self._work.set()
+    async def _submit_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+        outcomes = await self._writer.run(functools.partial(_submit_batch, news, self._clock()))
+        if any(not isinstance(o, Exception) and o[1] for o in outcomes):
+            self._work.set()
+        return outcomes
 
     async def get(self, owner: str, request_id: str) -> Job | None:
         rows = await self._read(q.GET, (owner, request_id))
