@@ -12,20 +12,24 @@ import pytest
 BENCH = Path(__file__).parents[1] / "bench"
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py"])
-def test_bench_runs_in_quick_mode(script: str) -> None:
+def quick(script: str, timeout: float = 280) -> str:
+    """Run bench/SCRIPT --quick; its stdout, once it has exited 0."""
     done = subprocess.run(
         [sys.executable, str(BENCH / script), "--quick"],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [
-        line for line in done.stdout.splitlines() if line.startswith(("| sqlite", "| postgres"))
-    ]
+    return done.stdout
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py"])
+def test_bench_runs_in_quick_mode(script: str) -> None:
+    stdout = quick(script)
+    rows = [line for line in stdout.splitlines() if line.startswith(("| sqlite", "| postgres"))]
     assert {row.split("|")[1].strip() for row in rows} == {"sqlite", "postgres"}
     for row in rows:
         ratio = float(row.rstrip(" |").rsplit("|", 1)[1])
@@ -35,47 +39,26 @@ def test_bench_runs_in_quick_mode(script: str) -> None:
 
 @pytest.mark.timeout(300)
 def test_local_model_bench_runs_in_quick_mode() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "local.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    ratio_row = next(line for line in done.stdout.splitlines() if line.startswith("| ratio"))
+    stdout = quick("local.py")
+    ratio_row = next(line for line in stdout.splitlines() if line.startswith("| ratio"))
     ratios = [float(cell) for cell in ratio_row.strip(" |").split("|")[1:]]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
 
 
 @pytest.mark.timeout(120)
 def test_queue_drain_bench_runs_in_quick_mode() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "queue_drain.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    stdout = quick("queue_drain.py", timeout=100)
+    rows = [line for line in stdout.splitlines() if line.startswith("| ")]
     rates = [float(row.strip(" |").rsplit("|", 1)[1].replace(",", "")) for row in rows[2:]]
-    assert len(rates) == 3 and all(rate > 0 for rate in rates), done.stdout
+    assert len(rates) == 3 and all(rate > 0 for rate in rates), stdout
 
 
 @pytest.mark.timeout(300)
 def test_long_jobs_bench_runs_in_quick_mode() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "long_jobs.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    stdout = quick("long_jobs.py")
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
     by_run = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
-    assert set(by_run) == {"sqlite", "postgres", "backend alone"}, done.stdout
+    assert set(by_run) == {"sqlite", "postgres", "backend alone"}, stdout
     for cells in by_run.values():
         assert float(cells[6]) > 0  # ideal / wall
     for store in ("sqlite", "postgres"):
