@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 import chatq
 from chatq.api.auth import SECURITY_SCHEMES
@@ -42,11 +42,11 @@ def create_app(
     app.include_router(async_routes)
     app.include_router(service_routes)
     _customize_openapi(app, services)
+    # Every route with its methods, for the Allow header of a 405 (see allowed_methods).
     app.state.api_routes = [
         route
-        for router in (async_routes, service_routes)
-        for route in router.routes
-        if isinstance(route, APIRoute)
+        for route in (*app.router.routes, *async_routes.routes, *service_routes.routes)
+        if isinstance(route, Route)
     ]
     return app
 

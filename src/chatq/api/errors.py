@@ -12,8 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from chatq.api.models import ErrorResponse
 from chatq.store import StoreUnavailable
@@ -94,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def allowed_methods(request: Request) -> str:
     """Every method any route serves at this path: Starlette names only the first route's."""
-    routes: list[APIRoute] = request.app.state.api_routes
+    routes: list[Route] = request.app.state.api_routes
     path = request.url.path
     methods = {m for r in routes if r.path_regex.match(path) for m in r.methods or ()}
     return ", ".join(sorted(methods))
