@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.harness import ChatqServer, chatq_env
@@ -64,3 +65,38 @@ def test_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     status, _, answer = lines[0].partition(" ")
     assert status == "COMPLETED" and answer.strip(), "the local model wrote a real answer"
     assert lines[-1].endswith(" COMPLETED"), "then the list: the one request, COMPLETED"
+
+
+@pytest.mark.timeout(600)
+def test_quick_start_installs_and_serves(tmp_path: Path) -> None:
+    """The quick start's one command, as printed, plus a free port and a scratch database."""
+    (command,) = [line for line in block_containing("bash", "scripts/serve").splitlines() if line]
+    root = Path(__file__).parents[2]
+    args = ["--port", "0", "--database", f"sqlite:///{tmp_path / 'chatq.db'}"]
+    proc = subprocess.Popen(
+        [*command.split(), *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=chatq_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        printed = []
+        for line in proc.stdout:  # bounded by the test's timeout; ends if the process does
+            printed.append(line.strip())
+            if line.startswith("chatq listening on "):
+                break
+        assert printed and printed[-1].startswith("chatq listening on "), printed
+        base = printed[-1].removeprefix("chatq listening on ")
+        notice = next(i for i, line in enumerate(printed) if "No API keys yet" in line)
+        key = printed[notice + 1]  # the first-run key, printed right after the notice
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            assert client.get("/async/chat/completions").json()["requests"] == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
