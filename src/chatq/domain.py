@@ -74,6 +74,10 @@ class ApiKey:
     revoked_at: float | None
 
 
+class UnstorableRequest(ValueError):
+    """The database refuses to store this request as it is (say, a character it cannot hold)."""
+
+
 class IdempotencyConflict(Exception):
     """The owner's idempotency key is already bound to a different request."""
 

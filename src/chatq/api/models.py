@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_IDEMPOTENCY_KEY = 256
+# Stored as text columns, which PostgreSQL cannot give a NUL character.
+NO_NUL = r"^[^\x00]*$"
 
 
 class ChatMessage(BaseModel):
@@ -24,7 +26,7 @@ class ApiChatCompletionsRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, max_length=256)
+    model: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = Field(
         default=None, description="Must not be true: async is not streamed."
@@ -37,6 +39,7 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
+        pattern=NO_NUL,
         description="Replays with the same key and request return the same object.",
     )
 

@@ -19,7 +19,15 @@ from chatq.api.models import (
 )
 from chatq.api.pagination import InvalidToken
 from chatq.api.services import Services, services
-from chatq.domain import IdempotencyConflict, Job, NewRequest, Status, Summary, request_fingerprint
+from chatq.domain import (
+    IdempotencyConflict,
+    Job,
+    NewRequest,
+    Status,
+    Summary,
+    UnstorableRequest,
+    request_fingerprint,
+)
 from chatq.store import StoreUnavailable
 
 Svc = Annotated[Services, Depends(services)]
@@ -90,6 +98,8 @@ async def create(
             f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
             "idempotency_conflict",
         ) from None
+    except UnstorableRequest as exc:
+        raise ApiError(400, f"the request cannot be stored: {exc}") from None
     return JSONResponse(full_object(job))
 
 

@@ -14,7 +14,16 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from chatq.domain import JSON, ApiKey, ClaimedJob, IdempotencyConflict, Job, NewRequest, Summary
+from chatq.domain import (
+    JSON,
+    ApiKey,
+    ClaimedJob,
+    IdempotencyConflict,
+    Job,
+    NewRequest,
+    Summary,
+    UnstorableRequest,
+)
 from chatq.group_commit import GroupCommit
 from chatq.store.postgres import queries as q
 from chatq.store.protocol import StoreUnavailable
@@ -152,6 +161,16 @@ class PostgresStore:
         return await self._submits.write(new)
 
     async def _submit_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+        try:
+            return await self._insert_batch(news)
+        except asyncpg.DataError as exc:
+            if len(news) == 1:
+                return [UnstorableRequest(str(exc))]
+        # The statement is atomic, so nothing was stored. One request the database refuses
+        # must not fail the others that shared its batch: each goes again on its own.
+        return [(await self._submit_batch([new]))[0] for new in news]
+
+    async def _insert_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
         """Insert a batch in one statement (one transaction); then settle replays one by one."""
         columns = (
             [n.id for n in news],
@@ -216,6 +235,8 @@ class PostgresStore:
         return {str(r[0]) for r in rows}
 
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
+        # An upstream's error text may hold a NUL, which a PostgreSQL text column cannot.
+        message = message.replace("\x00", "\\0")
         return await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
 
     async def release(self, worker_id: str, request_ids: Sequence[str]) -> int:
