@@ -57,6 +57,13 @@ _CONNECT_TIMEOUT_S = 10.0
 _MAX_BATCH = 512
 
 
+async def _leave_session_as_is(_: asyncpg.Connection) -> None:
+    """Pool connections keep no session state (no LISTEN, SET, cursors or session locks:
+    the listener has a connection of its own), so a released connection skips asyncpg's
+    reset query, a round trip on every store call. asyncpg still rolls back an open
+    transaction before calling this."""
+
+
 class PostgresStore:
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
         self._dsn = dsn
@@ -73,7 +80,11 @@ class PostgresStore:
     ) -> PostgresStore:
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=pool_size, timeout=_CONNECT_TIMEOUT_S
+                dsn,
+                min_size=1,
+                max_size=pool_size,
+                timeout=_CONNECT_TIMEOUT_S,
+                reset=_leave_session_as_is,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
