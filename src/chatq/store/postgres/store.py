@@ -177,8 +177,9 @@ class PostgresStore:
         except asyncpg.DataError as exc:
             if len(news) == 1:
                 return [UnstorableRequest(str(exc))]
-        # The statement is atomic, so nothing was stored. One request the database refuses
-        # must not fail the others that shared its batch: each goes again on its own.
+        # Raised by the INSERT (the lookups after it read keys it has just accepted), which is
+        # one atomic statement: nothing was stored. One request the database refuses must
+        # not fail the others that shared its batch, so each goes again on its own.
         return [(await self._submit_batch([new]))[0] for new in news]
 
     async def _insert_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
