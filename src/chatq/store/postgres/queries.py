@@ -69,12 +69,6 @@ RENEW = """
 UPDATE requests SET lease_expires_at = $1
 WHERE lease_owner = $2 AND status = 'IN_PROGRESS'
 """
-COMPLETE = """
-UPDATE requests
-SET status = 'COMPLETED', completed_at = $1, response = $2, lease_owner = NULL,
-    lease_expires_at = NULL
-WHERE id = $3 AND status = 'IN_PROGRESS' AND lease_owner = $4
-"""
 COMPLETE_MANY = """
 UPDATE requests AS r
 SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,

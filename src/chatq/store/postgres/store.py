@@ -233,10 +233,7 @@ class PostgresStore:
         return await self._execute(q.RENEW, self._clock() + lease_s, worker_id)
 
     async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
-        touched = await self._execute(
-            q.COMPLETE, self._clock(), dumps(response), request_id, worker_id
-        )
-        return touched == 1
+        return request_id in await self.complete_many(worker_id, [(request_id, response)])
 
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
         if not results:

@@ -62,8 +62,6 @@ SET status = 'COMPLETED', completed_at = ?, response = ?, lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id = ? AND status = 'IN_PROGRESS' AND lease_owner = ?
 """
-# COMPLETE once per job, all in one transaction (one fsync for the batch).
-COMPLETE_MANY = COMPLETE
 FAIL = """
 UPDATE requests
 SET status = 'FAILED', failed_at = ?, error_message = ?, lease_owner = NULL,

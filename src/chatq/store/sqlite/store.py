@@ -205,8 +205,7 @@ class SqliteStore:
         return await self._write(q.RENEW, (self._clock() + lease_s, worker_id))
 
     async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
-        body = dumps(response)
-        return await self._write(q.COMPLETE, (self._clock(), body, request_id, worker_id)) == 1
+        return request_id in await self.complete_many(worker_id, [(request_id, response)])
 
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
         if not results:
@@ -215,7 +214,7 @@ class SqliteStore:
         params = [(now, dumps(response), request_id, worker_id) for request_id, response in results]
 
         def complete_all(conn: sqlite3.Connection) -> set[str]:
-            return {p[2] for p in params if conn.execute(q.COMPLETE_MANY, p).rowcount == 1}
+            return {p[2] for p in params if conn.execute(q.COMPLETE, p).rowcount == 1}
 
         return await self._writer.run(lambda conn: _transaction(conn, complete_all))
 
