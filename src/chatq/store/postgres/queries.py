@@ -69,13 +69,16 @@ RENEW = """
 UPDATE requests SET lease_expires_at = $1
 WHERE lease_owner = $2 AND status = 'IN_PROGRESS'
 """
+# Driven by the ids, one lookup each in the unique index on id. Do not add `r.id = ANY($2)`:
+# after five runs PostgreSQL switches to a generic plan that guesses 10 ids, and with that
+# clause it chose to re-scan the whole unnest for every row (256 x 256 comparisons), which
+# made a batch of 256 take 15 ms instead of 5 and held the queue drain to 0.6 of pgqueuer's.
 COMPLETE_MANY = """
 UPDATE requests AS r
 SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
     lease_expires_at = NULL
 FROM unnest($2::text[], $3::text[]) AS done(id, response)
-WHERE r.id = ANY($2::text[]) AND r.id = done.id AND r.status = 'IN_PROGRESS'
-    AND r.lease_owner = $4
+WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
 RETURNING r.id
 """
 FAIL = """
