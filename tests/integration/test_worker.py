@@ -50,22 +50,19 @@ async def test_wakes_at_once_on_submit(store: Store, router: Router) -> None:
     assert job.status is Status.COMPLETED, "woken by the submit, not by the 30 s poll"
 
 
-async def test_concurrency_is_bounded(store: Store, router: Router, upstream: FakeUpstream) -> None:
+async def test_concurrency_bounds_backend_calls(
+    store: Store, router: Router, upstream: FakeUpstream
+) -> None:
     upstream.script(*[Reply(delay_s=0.3) for _ in range(6)])
     ids = [await submit(store, f"slow {i}", model="up") for i in range(6)]
+    upstream.reset_peak()
     running = Running(Worker(store, router, FAST.model_copy(update={"concurrency": 2})))
-    peak = 0
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            jobs = [await store.get(OWNER, i) for i in ids]
-            peak = max(peak, sum(1 for j in jobs if j and j.status is Status.IN_PROGRESS))
-            if all(j and j.status is Status.COMPLETED for j in jobs):
-                break
-            await asyncio.sleep(0.02)
+        jobs = await wait_for(store, ids, Status.COMPLETED, timeout=15)
     finally:
         await running.shutdown()
-    assert peak == 2
+    assert [j.status for j in jobs] == [Status.COMPLETED] * 6
+    assert upstream.peak_in_flight == 2
     assert upstream.call_count() == 6
 
 
