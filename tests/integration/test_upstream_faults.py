@@ -24,7 +24,7 @@ HTML = "<html><body><h1>Bad Gateway</h1></body></html>"
 
 # name -> (the fault, words its error_message must contain)
 TRANSIENT: dict[str, tuple[Reply, str]] = {
-    "reset mid-body": (Reply(reset_after=20), "RemoteProtocolError"),
+    "reset mid-body": (Reply(reset_after=20), "ClientPayloadError"),
     "read timeout": (Reply(delay_s=TIMEOUT_S + 0.5), f"no complete answer within {TIMEOUT_S:g}s"),
     "slow drip": (Reply(drip_s=TIMEOUT_S * 3), f"no complete answer within {TIMEOUT_S:g}s"),
     "408": (Reply(408, {"error": {"message": "request timeout"}}), "HTTP 408: request timeout"),
@@ -169,7 +169,7 @@ async def test_connection_refused_for_good_fails_naming_it(live_store: Store) ->
         await router.aclose()
     assert job.status is Status.FAILED
     assert job.error_message is not None
-    assert "ConnectError" in job.error_message and "3 attempt(s)" in job.error_message
+    assert "ClientConnectorError" in job.error_message and "3 attempt(s)" in job.error_message
 
 
 async def test_backend_max_concurrency_is_enforced(

@@ -1,14 +1,18 @@
-"""Any OpenAI-compatible upstream: POST {base_url}/chat/completions over a pooled client."""
+"""Any OpenAI-compatible upstream: POST {base_url}/chat/completions over pooled keep-alive
+connections (aiohttp)."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
-from collections.abc import AsyncIterator, Callable
+import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from chatq.backends.base import PermanentError, TransientError
 from chatq.backends.normalize import MalformedCompletion, normalize_completion
@@ -16,67 +20,92 @@ from chatq.config import BackendConfig
 from chatq.domain import JSON
 
 _CONNECT_TIMEOUT_S = 10.0
+# An idle connection is dropped after this long: before the servers' own keep-alive timeouts
+# (uvicorn's and so vLLM's is 5 s) close it under a request: httpx's default, as before.
+_KEEPALIVE_S = 5.0
 _SNIPPET = 300
-# Connections per httpcore pool: see _ShardedTransport.
-_CONNECTIONS_PER_POOL = 4
 
 
 class OpenAIBackend:
-    def __init__(self, config: BackendConfig, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, config: BackendConfig) -> None:
         assert config.base_url is not None  # the config validator guarantees it
         self.name = config.name
         self._upstream_model = config.upstream_model
         self._timeout_s = config.timeout_s
-        headers = {}
+        self._max_concurrency = config.max_concurrency
+        self._url = URL(f"{config.base_url.rstrip('/')}/chat/completions")
+        self._headers = {"Content-Type": "application/json"}
         if config.api_key is not None:
-            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(
-                config.timeout_s, connect=min(_CONNECT_TIMEOUT_S, config.timeout_s)
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrency,
-                max_keepalive_connections=config.max_concurrency,
-            ),
-            transport=transport or _ShardedTransport(config.max_concurrency),
-        )
+            self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        # Made on first use: aiohttp binds a session to the running event loop, and backends
+        # are built before one runs (build_router).
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # No await between the test and the assignment: concurrent first calls share a session.
+        if self._session is None:
+            if self._closed:
+                raise RuntimeError(f"backend {self.name}: used after aclose()")
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_concurrency, keepalive_timeout=_KEEPALIVE_S
+                ),
+                headers=self._headers,
+                # The connect timeout covers DNS, TCP and TLS (and a wait for a free connection,
+                # which the semaphore makes none); complete() bounds the whole call.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=min(_CONNECT_TIMEOUT_S, self._timeout_s)
+                ),
+                proxy=_environment_proxy(self._url),
+            )
+        return self._session
 
     async def complete(self, request_id: str, request: JSON) -> JSON:
         body = {k: v for k, v in request.items() if k != "stream"}
         if self._upstream_model:
             body["model"] = self._upstream_model
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        session = self._open_session()
         async with self._slots:
             try:
-                # httpx's timeouts bound each read; a slow drip needs a bound on the whole call.
+                # The whole call, body included: a slow drip must not outlive timeout_s.
                 async with asyncio.timeout(self._timeout_s):
-                    response = await self._client.post("chat/completions", json=body)
-            except (TimeoutError, httpx.TimeoutException) as exc:
+                    async with session.post(
+                        self._url, data=data.encode(), allow_redirects=False
+                    ) as response:
+                        answer = _Answer(
+                            status=response.status,
+                            reason=response.reason or "",
+                            retry_after=response.headers.get("Retry-After"),
+                            charset=response.charset,
+                            body=await response.read(),
+                        )
+            except TimeoutError as exc:  # aiohttp's own timeout errors are TimeoutErrors too
                 raise TransientError(
                     f"upstream {self.name}: no complete answer within {self._timeout_s:g}s "
                     f"({type(exc).__name__})"
                 ) from exc
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 raise TransientError(f"upstream {self.name}: {type(exc).__name__}: {exc}") from exc
-        return self._read(response, request_id, str(request.get("model", "")))
+        return self._read(answer, request_id, str(request.get("model", "")))
 
-    def _read(self, response: httpx.Response, request_id: str, model: str) -> JSON:
-        status = response.status_code
+    def _read(self, answer: _Answer, request_id: str, model: str) -> JSON:
+        status = answer.status
         if status in (408, 429) or status >= 500:
             raise TransientError(
-                f"upstream {self.name}: HTTP {status}: {_error_text(response)}",
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                f"upstream {self.name}: HTTP {status}: {_error_text(answer)}",
+                retry_after=parse_retry_after(answer.retry_after),
             )
         if status >= 400:
-            raise PermanentError(f"upstream {self.name}: HTTP {status}: {_error_text(response)}")
+            raise PermanentError(f"upstream {self.name}: HTTP {status}: {_error_text(answer)}")
         try:
-            raw = response.json()
+            raw = json.loads(answer.body)
         except ValueError:
             raise TransientError(
                 f"upstream {self.name}: HTTP {status} with a body that is not JSON: "
-                f"{response.text[:_SNIPPET]!r}"
+                f"{answer.text()[:_SNIPPET]!r}"
             ) from None
         try:
             return normalize_completion(raw, request_id, model)
@@ -84,84 +113,47 @@ class OpenAIBackend:
             raise TransientError(f"upstream {self.name}: malformed completion: {exc}") from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()  # and its connector, which it owns
 
 
-class _ShardedTransport(httpx.AsyncBaseTransport):
-    """httpx's own transport, split into pools of a few connections each.
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What the upstream said, read in full before its connection went back to the pool."""
 
-    httpcore 1.0's pool walks all its connections on every request and every response, and
-    for each idle one counts the idle ones again (encode/httpcore#1035): O(n^2) in the
-    connections, per request. At max_concurrency 1,000 that costs far more CPU than the
-    requests themselves. Here each request goes to a pool with a free connection slot (the
-    most recently freed one, whose connection is warm), so that the walk stays a few
-    connections long; limits, keep-alive and error mapping are httpx's own.
-    """
+    status: int
+    reason: str
+    retry_after: str | None
+    charset: str | None
+    body: bytes
 
-    def __init__(self, connections: int) -> None:
-        per_pool = min(connections, _CONNECTIONS_PER_POOL)
-        # One TLS context for all the pools: each would otherwise load the CA bundle again.
-        ssl_context = httpx.create_ssl_context(verify=True, trust_env=True)
-        self._pools: list[httpx.AsyncHTTPTransport] = []
-        # One entry per connection slot: the pool it belongs to. Used as a stack.
-        self._free: list[httpx.AsyncHTTPTransport] = []
-        for start in range(0, connections, per_pool):
-            size = min(per_pool, connections - start)
-            pool = httpx.AsyncHTTPTransport(
-                verify=ssl_context,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            )
-            self._pools.append(pool)
-            self._free.extend([pool] * size)
-        self._overflow = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._free:
-            # More requests than connections (callers hold a semaphore, so not from chatq):
-            # they queue inside a pool, as they would in one big pool.
-            self._overflow = (self._overflow + 1) % len(self._pools)
-            return await self._pools[self._overflow].handle_async_request(request)
-        pool = self._free.pop()
+    def text(self) -> str:
         try:
-            response = await pool.handle_async_request(request)
-        except BaseException:
-            self._free.append(pool)
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _ReleasingStream(response.stream, lambda: self._free.append(pool))
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+            return self.body.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")
 
 
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that gives its connection slot back once closed (exactly once)."""
+def _environment_proxy(url: URL) -> str | None:
+    """The proxy that HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY name for url, if any.
 
-    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._inner = inner
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
+    Looked up once per backend: aiohttp's trust_env would look it up (and read ~/.netrc) in a
+    thread on every call."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(answer: _Answer) -> str:
     """The upstream's own error message when it gives one, else the start of its body."""
     try:
-        body: Any = response.json()
+        body: Any = json.loads(answer.body)
     except ValueError:
-        return response.text[:_SNIPPET].strip() or response.reason_phrase
+        return answer.text()[:_SNIPPET].strip() or answer.reason
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -169,7 +161,7 @@ def _error_text(response: httpx.Response) -> str:
         for key in ("error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])
-    return response.text[:_SNIPPET]
+    return answer.text()[:_SNIPPET]
 
 
 def parse_retry_after(value: str | None) -> float | None:
