@@ -73,9 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every upstream call at INFO: a line per job, and 2-3% of a busy worker's
-    # CPU (bench/long_jobs.py). The worker logs the calls that fail itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = build_settings(vars(args), os.environ)
         return asyncio.run(_run(args, settings))
