@@ -50,6 +50,8 @@ class FakeUpstream:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.headers: list[dict[str, str]] = []
+        # The client's port, per call: calls on one kept-alive connection share it.
+        self.client_ports: list[int] = []
         self._script: deque[Reply] = deque()
         self._rules: dict[str, Reply] = {}
         self._lock = threading.Lock()
@@ -105,6 +107,7 @@ class FakeUpstream:
         with self._lock:
             self.calls.append(body)
             self.headers.append(dict(request.headers))
+            self.client_ports.append(request.client.port if request.client else 0)
             reply = self._rules.get(_last_content(body))
             if reply is None and self._script:
                 reply = self._script.popleft()

@@ -1,9 +1,14 @@
 """The OpenAI backend's connection pool (an aiohttp session, made on first use): max_concurrency
-calls run at once and no more, whatever happens to them."""
+calls run at once and no more, whatever happens to them; connections are kept alive and
+reused; a call is bounded as a whole by timeout_s; the session closes cleanly."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
+import time
 
 import pytest
 
@@ -55,6 +60,21 @@ async def test_max_concurrency_calls_run_at_once(upstream: FakeUpstream) -> None
         await chatq.aclose()
 
 
+async def test_connections_are_kept_alive_and_reused(upstream: FakeUpstream) -> None:
+    chatq = backend(upstream.base_url)
+    try:
+        # The first wave comes before the session exists: all its calls must share one, or
+        # the next waves would open new connections.
+        await all_at_once(upstream, chatq, CONCURRENCY)
+        await all_at_once(upstream, chatq, 3 * CONCURRENCY)
+        for i in range(3):
+            await chatq.complete(str(i), REQUEST)
+        assert len(upstream.client_ports) == 4 * CONCURRENCY + 3
+        assert len(set(upstream.client_ports)) == CONCURRENCY
+    finally:
+        await chatq.aclose()
+
+
 @pytest.mark.parametrize(
     "fault",
     [Reply(500, raw_body="boom"), Reply(reset_after=5), Reply(delay_s=1.0)],
@@ -90,3 +110,102 @@ async def test_a_cancelled_call_gives_its_connection_slot_back(upstream: FakeUps
         assert await all_at_once(upstream, chatq, CONCURRENCY) == CONCURRENCY
     finally:
         await chatq.aclose()
+
+
+async def test_timeout_s_bounds_the_whole_call_not_each_read(upstream: FakeUpstream) -> None:
+    chatq = backend(upstream.base_url, timeout_s=0.5)
+    try:
+        # A byte every few ms: no single read waits long, the whole body takes 3 s.
+        upstream.script(Reply(drip_s=3.0))
+        started = time.monotonic()
+        with pytest.raises(TransientError, match=r"no complete answer within 0\.5s"):
+            await chatq.complete("r1", REQUEST)
+        assert time.monotonic() - started < 1.5
+    finally:
+        await chatq.aclose()
+
+
+async def test_redirects_are_not_followed(upstream: FakeUpstream) -> None:
+    chatq = backend(upstream.base_url)
+    try:
+        upstream.script(Reply(307, raw_body="", headers={"Location": upstream.base_url}))
+        with pytest.raises(TransientError, match="HTTP 307 with a body that is not JSON"):
+            await chatq.complete("r1", REQUEST)
+        assert upstream.call_count() == 1
+    finally:
+        await chatq.aclose()
+
+
+async def test_the_proxy_named_by_the_environment_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request_lines: list[bytes] = []
+    answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "proxied"}}]})
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        assert length is not None
+        await reader.readexactly(int(length[1]))
+        request_lines.append(head.split(b"\r\n", 1)[0])
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer.encode())
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{port}")  # httpx's default scheme: http
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        chatq = backend("http://upstream.invalid/v1")
+        try:
+            response = await chatq.complete("r1", REQUEST)
+        finally:
+            await chatq.aclose()
+    assert response["choices"][0]["message"]["content"] == "proxied"
+    assert request_lines == [b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"]
+
+
+async def test_no_proxy_is_honoured(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a proxy port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    chatq = backend(upstream.base_url)
+    try:
+        response = await chatq.complete("r1", REQUEST)
+        assert response["choices"][0]["message"]["content"] == "upstream: hi"
+    finally:
+        await chatq.aclose()
+
+
+def test_built_outside_an_event_loop_then_used_and_closed_in_one(upstream: FakeUpstream) -> None:
+    chatq = backend(upstream.base_url)  # as build_router does, before asyncio.run
+
+    async def use() -> str:
+        try:
+            response = await chatq.complete("r1", REQUEST)
+            return str(response["choices"][0]["message"]["content"])
+        finally:
+            await chatq.aclose()
+
+    assert asyncio.run(use()) == "upstream: hi"
+
+
+async def test_a_backend_never_used_closes_and_a_closed_one_refuses_calls(
+    upstream: FakeUpstream,
+) -> None:
+    chatq = backend(upstream.base_url)
+    await chatq.aclose()
+    await chatq.aclose()
+    with pytest.raises(RuntimeError, match="used after aclose"):
+        await chatq.complete("r1", REQUEST)
+    assert upstream.call_count() == 0
