@@ -41,6 +41,7 @@ class OpenAIBackend:
         # Made on first use: aiohttp binds a session to the running event loop, and backends
         # are built before one runs (build_router).
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
         self._closed = False
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -58,8 +59,9 @@ class OpenAIBackend:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=min(_CONNECT_TIMEOUT_S, self._timeout_s)
                 ),
-                proxy=_environment_proxy(self._url),
             )
+            # Passed per call: ClientSession(proxy=) only came in aiohttp 3.11 (we allow 3.9).
+            self._proxy = _environment_proxy(self._url)
         return self._session
 
     async def complete(self, request_id: str, request: JSON) -> JSON:
@@ -73,7 +75,7 @@ class OpenAIBackend:
                 # The whole call, body included: a slow drip must not outlive timeout_s.
                 async with asyncio.timeout(self._timeout_s):
                     async with session.post(
-                        self._url, data=data.encode(), allow_redirects=False
+                        self._url, data=data.encode(), proxy=self._proxy, allow_redirects=False
                     ) as response:
                         answer = _Answer(
                             status=response.status,
