@@ -43,7 +43,7 @@ class BackendConfig(_Strict):
 
 
 class WorkerSettings(_Strict):
-    concurrency: int = Field(default=256, ge=1, description="jobs in flight per worker")
+    concurrency: int = Field(default=256, ge=1, description="jobs being run per worker")
     lease_s: float = Field(default=30.0, gt=0, description="a claim expires unless renewed")
     poll_interval_s: float = Field(default=1.0, gt=0, description="idle wait between polls")
     max_attempts: int = Field(default=5, ge=1, description="upstream attempts per job")
