@@ -191,6 +191,27 @@ def test_malformed_bodies_are_4xx_never_500(alice: httpx.Client, raw: bytes) -> 
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+)
+def test_a_json_body_sent_as_another_media_type_is_told_so(
+    alice: httpx.Client, content_type: str
+) -> None:
+    raw = httpx.Request("POST", "/", json=chat()).content  # what curl -d '{...}' would send
+    response = alice.post(PATH, content=raw, headers={"Content-Type": content_type})
+    assert_422(response)
+    (item,) = response.json()["detail"]
+    assert item["loc"] == ["body"]
+    assert "Content-Type: application/json" in item["msg"] and content_type in item["msg"]
+
+
+def test_a_json_body_with_a_json_media_type_is_accepted(alice: httpx.Client) -> None:
+    raw = httpx.Request("POST", "/", json=chat()).content
+    for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        response = alice.post(PATH, content=raw, headers={"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+
+
 def test_odd_but_valid_input_is_kept_verbatim(alice: httpx.Client) -> None:
     request = {
         "model": "echo",

@@ -66,9 +66,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return error_response(exc.status_code, message, headers=headers)
 
-    async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         detail = jsonable_encoder(exc.errors())
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not is_json_media_type(content_type):
+            # FastAPI leaves a non-JSON body unparsed, so its error would say only that the
+            # body is not an object (curl -d sends application/x-www-form-urlencoded).
+            for item in detail:
+                if tuple(item.get("loc", ())) == ("body",):
+                    item["msg"] = (
+                        f"the body must be JSON, sent with Content-Type: application/json "
+                        f"(this request's Content-Type is {content_type!r})"
+                    )
         try:
             json.dumps(detail, allow_nan=False)
         except ValueError:
@@ -98,6 +108,14 @@ def allowed_methods(request: Request) -> str:
     path = request.url.path
     methods = {m for r in routes if r.path_regex.match(path) for m in r.methods or ()}
     return ", ".join(sorted(methods))
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """application/json or application/*+json, as FastAPI decides whether to parse a body."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def has_non_finite(value: Any) -> bool:
