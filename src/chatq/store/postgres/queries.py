@@ -71,10 +71,11 @@ RENEW = """
 UPDATE requests SET lease_expires_at = $1
 WHERE lease_owner = $2 AND status = 'IN_PROGRESS'
 """
-# Driven by the ids, one lookup each in the unique index on id. Do not add `r.id = ANY($2)`:
-# after five runs PostgreSQL switches to a generic plan that guesses 10 ids, and with that
-# clause it chose to re-scan the whole unnest for every row (256 x 256 comparisons), which
-# made a batch of 256 take 15 ms instead of 5 and held the queue drain to 0.6 of pgqueuer's.
+# Joined on the ids alone; the plans seen hash this worker's leased rows against the batch.
+# Do not add `r.id = ANY($2)`: after five runs PostgreSQL switches to a generic plan that
+# guesses 10 ids, and with that clause it re-scanned the unnest for every row (256 x 256),
+# which made a batch of 256 take 15 ms instead of 5 and held the queue drain to 0.6 of
+# pgqueuer's (test_postgres_plans.py).
 COMPLETE_MANY = """
 UPDATE requests AS r
 SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
