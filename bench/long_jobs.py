@@ -146,7 +146,7 @@ async def backend_alone(base_url: str, requests: int, in_flight: int) -> float:
 
     async def one(i: int) -> None:
         async with slots:
-            await backend.complete(str(i), BODY)
+            await backend.run(str(i), BODY)
 
     started = time.time()
     try:

@@ -28,7 +28,7 @@ def chatq_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chatq", *args],
@@ -36,6 +36,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         env=env if env is not None else chatq_env(),
+        cwd=cwd,
         check=False,
     )
 

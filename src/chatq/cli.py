@@ -10,73 +10,73 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from chatq.config import ENV_TWINS, ConfigError, Settings, build_settings
+import chatq
+from chatq.config import OPTIONS, ConfigError, Settings, build_settings
 from chatq.keys import create_key
-from chatq.service import serve, work
-from chatq.store import Store, StoreUnavailable, UnsupportedDatabase, open_store
+from chatq.store import (
+    DatabaseMissing,
+    Store,
+    StoreUnavailable,
+    UnsupportedDatabase,
+    open_store,
+)
+from chatq.wiring import serve, work
 
-
-def _add(parser: argparse.ArgumentParser, flag: str, help_: str, **kwargs: object) -> None:
-    parser.add_argument(
-        f"--{flag}",
-        default=None,
-        help=f"{help_} (env: {ENV_TWINS[flag]})",
-        **kwargs,  # type: ignore[arg-type]
-    )
+# Commands that may create the database; the others refuse a SQLite file that is not there,
+# so that one run from the wrong directory says so instead of making an empty database.
+_CREATES_DATABASE = ("serve", "migrate")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatq", description="Self-hosted asynchronous chat completions."
     )
+    parser.add_argument("--version", action="version", version=f"chatq {chatq.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, help_: str, *, http: bool = False, worker: bool = False
+        name: str, help_: str, parent: argparse._SubParsersAction[argparse.ArgumentParser]
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_, description=help_)
-        _add(sub, "database", "database URL: sqlite:///chatq.db (default) or postgresql://...")
-        _add(sub, "config", "TOML config file with [[backends]] and [worker]")
-        if http:
-            _add(sub, "host", "address to listen on (default 127.0.0.1)")
-            _add(sub, "port", "port to listen on (default 8000)", type=int)
-        if worker:
-            _add(sub, "concurrency", "jobs a worker runs at once (default 256)", type=int)
+        sub = parent.add_parser(name, help=help_, description=help_)
+        group = "keys" if parent is not commands else name
+        for option in OPTIONS:
+            if group in option.commands:
+                extra: dict[str, object] = (
+                    {"action": "store_const", "const": True}
+                    if option.kind is None
+                    else {"type": option.kind}
+                )
+                sub.add_argument(
+                    f"--{option.flag}",
+                    dest=option.flag,
+                    default=None,
+                    help=option.help,
+                    **extra,  # type: ignore[arg-type]
+                )
         return sub
 
-    command("serve", "API and worker in one process (the embedded default)", http=True, worker=True)
-    command("api", "the HTTP API alone", http=True)
-    command("worker", "a worker alone", worker=True)
-    command("migrate", "apply pending database migrations")
-    keys = command("keys", "manage API keys")
+    command("serve", "API and worker in one process (the embedded default)", commands)
+    command("api", "the HTTP API alone", commands)
+    command("worker", "a worker alone", commands)
+    command("migrate", "apply pending database migrations", commands)
+    keys = commands.add_parser("keys", help="manage API keys", description="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-
-    def key_command(name: str, help_: str) -> argparse.ArgumentParser:
-        sub = key_commands.add_parser(name, help=help_, description=help_)
-        _add(sub, "database", "database URL")
-        _add(sub, "config", "TOML config file")
-        return sub
-
-    create = key_command("create", "create a key; its secret is printed once, last")
+    create = command("create", "create a key; its secret is printed once, last", key_commands)
     create.add_argument("name", help="a name for the key; also its owner unless --owner")
     create.add_argument("--owner", help="owner whose requests the key sees (default: NAME)")
-    key_command("list", "list keys (never their secrets)")
-    revoke = key_command("revoke", "revoke a key by id")
+    command("list", "list keys (never their secrets)", key_commands)
+    revoke = command("revoke", "revoke a key by id", key_commands)
     revoke.add_argument("key_id", help="the id shown by 'chatq keys list'")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         settings = build_settings(vars(args), os.environ)
+        _configure_logging(settings)
         return asyncio.run(_run(args, settings))
-    except (ConfigError, UnsupportedDatabase) as exc:
+    except (ConfigError, UnsupportedDatabase, DatabaseMissing) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
@@ -86,14 +86,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level_number,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # uvicorn's start-up lines repeat what chatq says itself (the listen address, once);
+    # its warnings and errors still show.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, settings.log_level_number))
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    must_exist = args.command not in _CREATES_DATABASE
     if args.command in ("serve", "api"):
         await serve(settings, with_worker=args.command == "serve", announce=_say)
         return 0
     if args.command == "worker":
         await work(settings, announce=_say)
         return 0
-    store = await open_store(settings.database_url, pool_size=settings.pool_size)
+    store = await open_store(
+        settings.database_url, pool_size=settings.pool_size, must_exist=must_exist
+    )
     try:
         applied = await store.migrate()
         if args.command == "migrate":
@@ -111,7 +125,10 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         _say(secret)
         return 0
     if args.keys_command == "list":
-        for key in await store.list_keys():
+        keys = await store.list_keys()
+        if not keys:
+            _say("no keys yet: make one with 'chatq keys create NAME'")
+        for key in keys:
             state = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
             _say(
                 f"{key.id}  {key.name}  owner={key.owner}  created {_when(key.created_at)}  {state}"

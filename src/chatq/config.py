@@ -1,16 +1,30 @@
 """One typed settings object, built once from flags, environment and the config file.
 
 Precedence: command-line flag, then environment variable, then config file, then default.
+OPTIONS declares each setting that a flag and an environment variable can give, once: the
+command line, the environment and the settings object are all built from it.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from chatq.backends.registry import BACKEND_TYPES
 
 
 class ConfigError(Exception):
@@ -23,7 +37,7 @@ class _Strict(BaseModel):
 
 class BackendConfig(_Strict):
     name: str = Field(min_length=1)
-    type: Literal["openai", "local", "echo"]
+    type: str = Field(description="one of the backend types: " + ", ".join(sorted(BACKEND_TYPES)))
     models: tuple[str, ...] = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -35,6 +49,14 @@ class BackendConfig(_Strict):
     # Resolved from api_key_env when the settings are built; never read from the file itself.
     api_key: SecretStr | None = Field(default=None, exclude=True)
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in BACKEND_TYPES:
+            known = ", ".join(sorted(BACKEND_TYPES))
+            raise ValueError(f"unknown backend type {value!r}; known: {known}")
+        return value
+
     @model_validator(mode="after")
     def _openai_needs_url(self) -> BackendConfig:
         if self.type == "openai" and not self.base_url:
@@ -43,7 +65,9 @@ class BackendConfig(_Strict):
 
 
 class WorkerSettings(_Strict):
-    concurrency: int = Field(default=256, ge=1, description="jobs being run per worker")
+    concurrency: int = Field(
+        default=256, ge=1, description="backend calls a worker has in flight at once"
+    )
     lease_s: float = Field(default=30.0, gt=0, description="a claim expires unless renewed")
     poll_interval_s: float = Field(default=1.0, gt=0, description="idle wait between polls")
     max_attempts: int = Field(default=5, ge=1, description="upstream attempts per job")
@@ -55,52 +79,114 @@ class WorkerSettings(_Strict):
     retention_days: float = Field(default=7.0, gt=0, description="finished jobs kept this long")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 class Settings(_Strict):
-    database_url: str = "sqlite:///chatq.db"
+    database_url: str = Field(
+        default="sqlite:///chatq.db",
+        description="database URL: sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
+    )
     pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections per process")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (0: any)")
     max_request_bytes: int = Field(
         default=10 * 2**20, ge=1024, description="larger request bodies are refused with 413"
     )
     key_cache_s: float = Field(
         default=5.0, ge=0, description="a revoked API key is refused within this long; 0: at once"
     )
-    config_path: Path | None = None
+    log_level: str = Field(
+        default="info", description="least severe log lines shown: " + ", ".join(LOG_LEVELS)
+    )
+    access_log: bool = Field(default=False, description="log a line per HTTP request")
+    config_path: Path | None = Field(
+        default=None, description="TOML config file: [[backends]], [worker] and these settings"
+    )
     worker: WorkerSettings = WorkerSettings()
     backends: tuple[BackendConfig, ...] = ()
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
 
-# flag name -> (environment twin, settings field)
-ENV_TWINS: dict[str, str] = {
-    "database": "CHATQ_DATABASE_URL",
-    "config": "CHATQ_CONFIG",
-    "host": "CHATQ_HOST",
-    "port": "CHATQ_PORT",
-    "concurrency": "CHATQ_WORKER_CONCURRENCY",
-}
+    @field_validator("backends")
+    @classmethod
+    def _unique_names(cls, value: tuple[BackendConfig, ...]) -> tuple[BackendConfig, ...]:
+        names = [b.name for b in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"backend names must be unique; repeated: {', '.join(repeated)}")
+        return value
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level.upper()]
+
+
+# The commands an option belongs to.
+EVERY = frozenset({"serve", "api", "worker", "migrate", "keys"})
+HTTP = frozenset({"serve", "api"})
+WORKER = frozenset({"serve", "worker"})
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A setting that a flag and an environment variable can give."""
+
+    flag: str  # --flag, and the key under which argparse hands its value over
+    env: str
+    field: str  # where it goes in Settings: "port", or "worker.concurrency"
+    commands: frozenset[str]
+    kind: Callable[[str], Any] | None = str  # the flag's argument type; None: a switch
+
+    @property
+    def help(self) -> str:
+        """The field's description and default, and the environment twin."""
+        model: type[BaseModel] = Settings
+        *parents, name = self.field.split(".")
+        for parent in parents:
+            model = model.model_fields[parent].annotation  # type: ignore[assignment]
+        field = model.model_fields[name]
+        default = "" if field.default in (None, False) else f" (default {field.default})"
+        return f"{field.description}{default} (env: {self.env})"
+
+
+OPTIONS = (
+    Option("database", "CHATQ_DATABASE_URL", "database_url", EVERY),
+    Option("config", "CHATQ_CONFIG", "config_path", EVERY),
+    Option("log-level", "CHATQ_LOG_LEVEL", "log_level", EVERY),
+    Option("host", "CHATQ_HOST", "host", HTTP),
+    Option("port", "CHATQ_PORT", "port", HTTP, int),
+    Option("access-log", "CHATQ_ACCESS_LOG", "access_log", HTTP, None),
+    Option("concurrency", "CHATQ_WORKER_CONCURRENCY", "worker.concurrency", WORKER, int),
+)
 
 
 def build_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
-    """Merge flags (None means not given), environment and the config file into Settings."""
+    """Merge flags (by OPTIONS' flag names; None means not given), environment and the config
+    file into Settings."""
+    given: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = flags.get(option.flag)
+        given[option.field] = value if value is not None else env.get(option.env)
 
-    def pick(flag: str) -> Any:
-        value = flags.get(flag)
-        return value if value is not None else env.get(ENV_TWINS[flag])
-
-    config_path = pick("config")
-    file_values: dict[str, Any] = _read_config_file(Path(config_path)) if config_path else {}
-
-    merged: dict[str, Any] = dict(file_values)
-    for flag, field in (("database", "database_url"), ("host", "host"), ("port", "port")):
-        value = pick(flag)
-        if value is not None:
-            merged[field] = value
-    concurrency = pick("concurrency")
-    if concurrency is not None:
-        merged["worker"] = {**merged.get("worker", {}), "concurrency": concurrency}
+    config_path = given.pop("config_path")
+    merged: dict[str, Any] = _read_config_file(Path(config_path)) if config_path else {}
     if config_path:
         merged["config_path"] = Path(config_path)
+    for field, value in given.items():
+        if value is not None:
+            *parents, name = field.split(".")
+            section = merged
+            for parent in parents:
+                section = section.setdefault(parent, {})
+                if not isinstance(section, dict):
+                    raise ConfigError(f"config file: [{parent}] must be a table")
+            section[name] = value
     merged["backends"] = [_with_secret(b, env) for b in merged.get("backends", [])]
     try:
         return Settings.model_validate(merged)

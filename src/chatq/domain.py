@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import secrets
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,19 @@ class NewRequest:
     request: JSON
     request_hash: str  # request_fingerprint(request); "" without an idempotency key
     idempotency_key: str | None
+
+    @classmethod
+    def create(cls, owner: str, request: JSON, idempotency_key: str | None = None) -> NewRequest:
+        """A new request with a fresh id, for request["model"]."""
+        return cls(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            model=request["model"],
+            request=request,
+            # Only a replay compares hashes, and only a request with a key can be replayed.
+            request_hash=request_fingerprint(request) if idempotency_key is not None else "",
+            idempotency_key=idempotency_key,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +75,8 @@ class ClaimedJob:
     id: str
     model: str
     request: JSON
-    attempts: int
+    attempts: int  # claims so far, this one included
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,33 +88,7 @@ class ApiKey:
     revoked_at: float | None
 
 
-class UnstorableRequest(ValueError):
-    """The database refuses to store this request as it is (say, a character it cannot hold)."""
-
-
-class IdempotencyConflict(Exception):
-    """The owner's idempotency key is already bound to a different request."""
-
-    def __init__(self, existing_id: str) -> None:
-        super().__init__(existing_id)
-        self.existing_id = existing_id
-
-
 def request_fingerprint(request: JSON) -> str:
     """A stable hash of a request, so that a replay can be told from a different request."""
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-KEY_PREFIX = "cq"
-
-
-def new_api_key() -> tuple[str, str]:
-    """A fresh (key id, secret); the secret embeds the id so that it can be listed and revoked."""
-    key_id = secrets.token_hex(4)
-    return key_id, f"{KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
-
-
-def hash_secret(secret: str) -> str:
-    # Keys are 256-bit random: a fast hash is enough, a slow KDF would only slow every request.
-    return hashlib.sha256(secret.encode()).hexdigest()

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 
-from chatq.domain import ApiKey, hash_secret, new_api_key
+from chatq.domain import ApiKey
 from chatq.store import Store
 
+KEY_PREFIX = "cq"
 FIRST_KEY_NAME = "default"
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh (key id, secret); the secret embeds the id so that it can be listed and revoked."""
+    key_id = secrets.token_hex(4)
+    return key_id, f"{KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
+
+
+def hash_secret(secret: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough, a slow KDF would only slow every request.
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 async def create_key(store: Store, name: str, owner: str | None = None) -> tuple[ApiKey, str]:

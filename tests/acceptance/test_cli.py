@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -10,25 +11,35 @@ from typing import Any
 import httpx
 import pytest
 
-from chatq.config import ENV_TWINS
+import chatq
+from chatq.config import OPTIONS
 from tests.harness import ChatqServer, chatq_env, run_cli
 
 
-@pytest.mark.parametrize("command", ["serve", "api", "worker", "migrate", "keys"])
-def test_every_flag_names_its_env_twin(command: str) -> None:
-    done = run_cli(command, "--help")
+@pytest.mark.parametrize(
+    "command", [["serve"], ["api"], ["worker"], ["migrate"], ["keys", "create"], ["keys", "list"]]
+)
+def test_every_flag_names_its_env_twin(command: list[str]) -> None:
+    done = run_cli(*command, "--help")
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
-    flags = {"serve": ENV_TWINS, "api": ["database", "config", "host", "port"]}.get(
-        command, ["database", "config"] + (["concurrency"] if command == "worker" else [])
-    )
-    for flag in flags:
-        assert f"--{flag}" in text
-        assert f"(env: {ENV_TWINS[flag]})" in text
+    options = [option for option in OPTIONS if command[0] in option.commands]
+    assert {"database", "config"} <= {option.flag for option in options}
+    for option in options:
+        assert f"--{option.flag}" in text
+        assert f"(env: {option.env})" in text
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"chatq {chatq.__version__}"
 
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert run_cli("migrate", "--database", db).returncode == 0
+    empty = run_cli("keys", "list", "--database", db)
+    assert empty.returncode == 0 and "no keys yet" in empty.stdout
     created = run_cli("keys", "create", "ci-bot", "--owner", "team-a", "--database", db)
     assert created.returncode == 0, created.stderr
     secret = created.stdout.strip().splitlines()[-1]
@@ -53,8 +64,22 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 def test_env_twin_selects_the_database(tmp_path: Path) -> None:
     env = chatq_env(CHATQ_DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}")
-    assert run_cli("keys", "create", "x", env=env).returncode == 0
+    assert run_cli("migrate", env=env).returncode == 0
     assert (tmp_path / "env.db").exists()
+    assert run_cli("keys", "create", "x", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["keys", "create", "me"], ["worker"]])
+def test_a_command_that_needs_the_database_refuses_a_missing_file(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Run from the wrong directory, it says where it looked instead of making a database
+    that the running server does not read."""
+    done = run_cli(*command, "--database", "sqlite:///elsewhere.db", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"no database at {tmp_path / 'elsewhere.db'}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "elsewhere.db").exists()
 
 
 def test_migrate_applies_once(tmp_path: Path) -> None:
@@ -105,6 +130,7 @@ def test_serve_on_an_empty_database_prints_a_working_first_key(tmp_path: Path) -
 
 def test_api_and_worker_as_separate_processes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'split.db'}"
+    assert run_cli("migrate", "--database", db).returncode == 0
     key = run_cli("keys", "create", "split", "--database", db).stdout.strip().splitlines()[-1]
     api = ChatqServer(tmp_path, "--database", db, command="api").start()
     try:
@@ -134,3 +160,27 @@ def _poll(client: httpx.Client, request_id: str) -> dict[str, Any]:
         if body["status"] == "COMPLETED" or time.monotonic() > deadline:
             return body
         time.sleep(0.1)
+
+
+def test_access_log_names_each_request_but_never_its_key(tmp_path: Path) -> None:
+    quiet = ChatqServer(tmp_path, "--database", "sqlite:///quiet.db").start()
+    key = quiet.stdout_lines[-2]
+    try:
+        with quiet.client(key) as client:
+            assert client.get("/async/chat/completions").status_code == 200
+    finally:
+        quiet.stop()
+    assert "/async/chat/completions" not in quiet.log(), "off unless asked for"
+
+    server = ChatqServer(tmp_path, "--database", "sqlite:///quiet.db", "--access-log").start()
+    try:
+        with server.client(key) as client:
+            assert client.get("/async/chat/completions?limit=3").status_code == 200
+        with server.client("cq-wrong") as client:
+            assert client.get("/async/chat/completions").status_code == 401
+    finally:
+        server.stop()
+    log = server.log()
+    assert re.search(r"chatq\.access: 127\.0\.0\.1 GET /async/chat/completions\?limit=3 200 ", log)
+    assert re.search(r"chatq\.access: 127\.0\.0\.1 GET /async/chat/completions 401 ", log)
+    assert key not in log and "cq-wrong" not in log

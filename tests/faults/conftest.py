@@ -12,7 +12,7 @@ import pytest
 
 from tests.acceptance.conftest import write_config
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import ChatqServer, create_key, database_url
+from tests.harness import ChatqServer, create_key, database_url, run_cli
 
 PATH = "/async/chat/completions"
 ENV = {"FAKE_UPSTREAM_KEY": "k"}
@@ -25,6 +25,7 @@ class Deployment:
         self.workdir = workdir
         self.url = url
         self.config = config
+        assert run_cli("migrate", "--database", url).returncode == 0
         self.key = create_key(url, "faults")
         self.processes: list[ChatqServer] = []
 

@@ -1,4 +1,4 @@
-"""Fixtures for the integration tests: stores of every dialect, workers, routers."""
+"""Fixtures for the integration tests: stores of every dialect, workers, backends."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from chatq.store import Store
 from tests.integration.stores import DIALECTS, Clock, fresh_store
-from tests.integration.working import live_store, router
+from tests.integration.working import backends, live_store
 
-__all__ = ["live_store", "router"]  # fixtures defined with the worker helpers
+__all__ = ["backends", "live_store"]  # fixtures defined with the worker helpers
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from chatq.domain import JSON
 from chatq.store import Store, open_store
 from tests.pg import temporary_database
 
@@ -47,3 +48,8 @@ async def fresh_store(
             yield store
         finally:
             await store.close()
+
+
+async def complete_one(store: Store, request_id: str, worker_id: str, response: JSON) -> bool:
+    """complete_many for one result: True if it was recorded."""
+    return request_id in await store.complete_many(worker_id, [(request_id, response)])

@@ -9,7 +9,8 @@ import pytest
 
 from chatq.backends.base import PermanentError
 from chatq.backends.local import LocalBackend, local_model_available
-from chatq.backends.routing import build_router, default_backend_configs
+from chatq.backends.models import ModelTable, default_backends
+from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
@@ -44,7 +45,7 @@ def text(response: JSON) -> str:
 
 
 async def test_answers_with_real_text_and_real_usage(local: LocalBackend) -> None:
-    response = await local.complete("r1", ask(max_tokens=24, temperature=0))
+    response = await local.run("r1", ask(max_tokens=24, temperature=0))
     assert text(response).strip()
     usage = response["usage"]
     assert usage["prompt_tokens"] > len(QUESTION[0]["content"].split()), "chat template applied"
@@ -54,17 +55,15 @@ async def test_answers_with_real_text_and_real_usage(local: LocalBackend) -> Non
 
 
 async def test_deterministic_with_seed_and_temperature_0(local: LocalBackend) -> None:
-    first = await local.complete("a", ask(max_tokens=24, temperature=0, seed=7))
-    second = await local.complete("b", ask(max_tokens=24, temperature=0, seed=7))
+    first = await local.run("a", ask(max_tokens=24, temperature=0, seed=7))
+    second = await local.run("b", ask(max_tokens=24, temperature=0, seed=7))
     assert text(first) == text(second)
-    warm = [
-        await local.complete(f"s{i}", ask(max_tokens=16, temperature=0.9, seed=3)) for i in range(2)
-    ]
+    warm = [await local.run(f"s{i}", ask(max_tokens=16, temperature=0.9, seed=3)) for i in range(2)]
     assert text(warm[0]) == text(warm[1]), "a fixed seed fixes sampling too"
 
 
 async def test_max_tokens_cuts_with_finish_reason_length(local: LocalBackend) -> None:
-    response = await local.complete(
+    response = await local.run(
         "r",
         {
             "model": "smollm2",
@@ -78,9 +77,9 @@ async def test_max_tokens_cuts_with_finish_reason_length(local: LocalBackend) ->
 
 
 async def test_stop_sequences_are_honoured(local: LocalBackend) -> None:
-    free = await local.complete("f", ask(max_tokens=40, temperature=0))
+    free = await local.run("f", ask(max_tokens=40, temperature=0))
     cut_at = text(free).strip().split()[1]  # a word the model is about to write
-    stopped = await local.complete("s", ask(max_tokens=40, temperature=0, stop=[cut_at]))
+    stopped = await local.run("s", ask(max_tokens=40, temperature=0, stop=[cut_at]))
     assert cut_at not in text(stopped)
     assert response_finish(stopped) == "stop"
 
@@ -92,7 +91,7 @@ def response_finish(response: JSON) -> str:
 
 async def test_concurrent_requests_each_get_a_context(local: LocalBackend) -> None:
     answers = await asyncio.gather(
-        *(local.complete(f"c{i}", ask(max_tokens=12, temperature=0, seed=1)) for i in range(6))
+        *(local.run(f"c{i}", ask(max_tokens=12, temperature=0, seed=1)) for i in range(6))
     )
     assert len({text(a) for a in answers}) == 1, "same prompt, same greedy answer, any context"
 
@@ -102,28 +101,28 @@ async def test_a_prompt_longer_than_the_context_fails_then_work_goes_on(
 ) -> None:
     huge = {"model": "smollm2", "messages": [{"role": "user", "content": "word " * 4000}]}
     with pytest.raises(PermanentError, match=r"too long for smollm2.*context window of 2048"):
-        await local.complete("huge", huge)
-    assert text(await local.complete("after", ask(max_tokens=8, temperature=0))).strip()
+        await local.run("huge", huge)
+    assert text(await local.run("after", ask(max_tokens=8, temperature=0))).strip()
 
 
 async def test_without_config_smollm2_is_served() -> None:
-    assert [c.models for c in default_backend_configs()] == [("smollm2",), ("echo",)]
+    assert [c.models for c in default_backends()] == [("smollm2",), ("echo",)]
 
 
 async def test_worker_fails_only_the_overlong_request(
     live_store: Store, config: BackendConfig
 ) -> None:
-    router = build_router([config])
+    backends = BackendPool.build(ModelTable([config]))
     too_long = await submit(live_store, "word " * 4000, model="smollm2")
     fine = await submit(live_store, "Say hello.", model="smollm2")
-    running = Running(Worker(live_store, router, FAST.model_copy(update={"lease_s": 30.0})))
+    running = Running(Worker(live_store, backends, FAST.model_copy(update={"lease_s": 30.0})))
     try:
         jobs = await wait_for(
             live_store, [too_long, fine], Status.COMPLETED, Status.FAILED, timeout=60
         )
     finally:
         await running.shutdown()
-        await router.aclose()
+        await backends.aclose()
     assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
     assert jobs[0].error_message is not None and "context window" in jobs[0].error_message
     assert jobs[1].response is not None and text(jobs[1].response).strip()

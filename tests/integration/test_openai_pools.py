@@ -45,7 +45,7 @@ async def all_at_once(upstream: FakeUpstream, backend: OpenAIBackend, calls: int
         await asyncio.sleep(0.05)
     upstream.reset_peak()
     upstream.rule("slow", Reply(delay_s=0.3))
-    await asyncio.gather(*(backend.complete(str(i), saying("slow")) for i in range(calls)))
+    await asyncio.gather(*(backend.run(str(i), saying("slow")) for i in range(calls)))
     upstream.rule("slow", None)
     return upstream.peak_in_flight
 
@@ -68,7 +68,7 @@ async def test_connections_are_kept_alive_and_reused(upstream: FakeUpstream) -> 
         await all_at_once(upstream, chatq, CONCURRENCY)
         await all_at_once(upstream, chatq, 3 * CONCURRENCY)
         for i in range(3):
-            await chatq.complete(str(i), REQUEST)
+            await chatq.run(str(i), REQUEST)
         assert len(upstream.client_ports) == 4 * CONCURRENCY + 3
         assert len(set(upstream.client_ports)) == CONCURRENCY
     finally:
@@ -87,7 +87,7 @@ async def test_failed_calls_give_their_connection_slot_back(
     try:
         upstream.rule("fault", fault)
         outcomes = await asyncio.gather(
-            *(chatq.complete(str(i), saying("fault")) for i in range(2 * CONCURRENCY)),
+            *(chatq.run(str(i), saying("fault")) for i in range(2 * CONCURRENCY)),
             return_exceptions=True,
         )
         assert all(isinstance(o, TransientError) for o in outcomes), outcomes
@@ -100,9 +100,7 @@ async def test_a_cancelled_call_gives_its_connection_slot_back(upstream: FakeUps
     chatq = backend(upstream.base_url)
     try:
         upstream.rule("hang", Reply(delay_s=1.5))
-        calls = [
-            asyncio.create_task(chatq.complete(str(i), saying("hang"))) for i in range(CONCURRENCY)
-        ]
+        calls = [asyncio.create_task(chatq.run(str(i), saying("hang"))) for i in range(CONCURRENCY)]
         await asyncio.sleep(0.3)
         for call in calls:
             call.cancel()
@@ -119,7 +117,7 @@ async def test_timeout_s_bounds_the_whole_call_not_each_read(upstream: FakeUpstr
         upstream.script(Reply(drip_s=3.0))
         started = time.monotonic()
         with pytest.raises(TransientError, match=r"no complete answer within 0\.5s"):
-            await chatq.complete("r1", REQUEST)
+            await chatq.run("r1", REQUEST)
         assert time.monotonic() - started < 1.5
     finally:
         await chatq.aclose()
@@ -130,7 +128,7 @@ async def test_redirects_are_not_followed(upstream: FakeUpstream) -> None:
     try:
         upstream.script(Reply(307, raw_body="", headers={"Location": upstream.base_url}))
         with pytest.raises(TransientError, match="HTTP 307 with a body that is not JSON"):
-            await chatq.complete("r1", REQUEST)
+            await chatq.run("r1", REQUEST)
         assert upstream.call_count() == 1
     finally:
         await chatq.aclose()
@@ -164,7 +162,7 @@ async def test_the_proxy_named_by_the_environment_is_used(
         monkeypatch.delenv("no_proxy", raising=False)
         chatq = backend("http://upstream.invalid/v1")
         try:
-            response = await chatq.complete("r1", REQUEST)
+            response = await chatq.run("r1", REQUEST)
         finally:
             await chatq.aclose()
     assert response["choices"][0]["message"]["content"] == "proxied"
@@ -181,18 +179,18 @@ async def test_no_proxy_is_honoured(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     chatq = backend(upstream.base_url)
     try:
-        response = await chatq.complete("r1", REQUEST)
+        response = await chatq.run("r1", REQUEST)
         assert response["choices"][0]["message"]["content"] == "upstream: hi"
     finally:
         await chatq.aclose()
 
 
 def test_built_outside_an_event_loop_then_used_and_closed_in_one(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url)  # as build_router does, before asyncio.run
+    chatq = backend(upstream.base_url)  # as BackendPool.build does, before asyncio.run
 
     async def use() -> str:
         try:
-            response = await chatq.complete("r1", REQUEST)
+            response = await chatq.run("r1", REQUEST)
             return str(response["choices"][0]["message"]["content"])
         finally:
             await chatq.aclose()
@@ -207,5 +205,5 @@ async def test_a_backend_never_used_closes_and_a_closed_one_refuses_calls(
     await chatq.aclose()
     await chatq.aclose()
     with pytest.raises(RuntimeError, match="used after aclose"):
-        await chatq.complete("r1", REQUEST)
+        await chatq.run("r1", REQUEST)
     assert upstream.call_count() == 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from chatq.domain import NewRequest, request_fingerprint
+from chatq.domain import NewRequest
 from chatq.store.postgres.store import PostgresStore
 from tests.pg import temporary_database
 
@@ -29,16 +28,19 @@ async def pg() -> AsyncIterator[tuple[PostgresStore, str]]:
 
 async def submit(store: PostgresStore) -> None:
     request = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
-    new = NewRequest(str(uuid.uuid4()), "o", "echo", request, request_fingerprint(request), None)
-    await store.submit(new)
+    await store.submit(NewRequest.create("o", request))
 
 
 async def listener_pids(url: str) -> list[int]:
+    """The store's listening connections, as PostgreSQL sees them."""
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
+            # Its last statement is LISTEN, or the keep-alive ping that follows it: a
+            # connection that has not yet said LISTEN is not listening.
             "SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = 'chatq-listener' AND datname = current_database()"
+            "WHERE application_name = 'chatq-listener' AND datname = current_database() "
+            "AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')"
         )
         return [r[0] for r in rows]
     finally:
@@ -59,7 +61,7 @@ async def test_a_notify_from_another_connection_wakes_the_waiter(
 ) -> None:
     store, url = pg
     await store.wait_for_work(timeout=5)  # connects the listener
-    assert store.listening
+    assert len(await listener_pids(url)) == 1
     other = await PostgresStore.open(url)  # as if another API process took the request
     try:
         waiter = asyncio.create_task(store.wait_for_work(timeout=30))
@@ -91,7 +93,7 @@ async def test_listener_drops_then_polls_then_reconnects(pg: tuple[PostgresStore
 
     async def reconnected() -> bool:
         pids = await listener_pids(url)
-        return store.listening and bool(pids) and pids != [pid]
+        return bool(pids) and pids != [pid]
 
     await until(reconnected, timeout=20)
     waiter = asyncio.create_task(store.wait_for_work(timeout=30))

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatq.domain import NewRequest, UnstorableRequest, request_fingerprint
+from chatq.domain import NewRequest, request_fingerprint
+from chatq.store import UnstorableRequest
 from chatq.store.postgres.store import PostgresStore
 from tests.pg import temporary_database
 

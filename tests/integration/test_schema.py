@@ -1,4 +1,5 @@
-"""A fresh migrate yields exactly the schema we expect: migrations cannot drift unnoticed."""
+"""A fresh migrate yields exactly the schema we expect, and records what it applied:
+migrations cannot drift unnoticed, and a second migrate applies nothing."""
 
 from __future__ import annotations
 
@@ -29,14 +30,26 @@ def _one_line(sql: str) -> str:
     return re.sub(r"\s+", " ", sql).strip()
 
 
-async def test_fresh_sqlite_migrate_matches_expected_schema(tmp_path: Path) -> None:
-    db = tmp_path / "fresh.db"
-    store = await open_store(f"sqlite:///{db}")
+MIGRATIONS = ["0001_init"]
+RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
+
+
+async def migrate_twice(url: str) -> None:
+    store = await open_store(url)
     try:
-        assert await store.migrate() == ["0001_init"]
+        assert await store.migrate() == MIGRATIONS
+        assert await store.migrate() == []
     finally:
         await store.close()
+
+
+async def test_fresh_sqlite_migrate_matches_expected_schema(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    await migrate_twice(f"sqlite:///{db}")
     assert dump_sqlite_schema(db) == EXPECTED.read_text()
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute(RECORDED)] == MIGRATIONS
+    conn.close()
 
 
 _PG_CATALOG = """
@@ -68,9 +81,10 @@ async def dump_postgres_schema(url: str) -> str:
 
 async def test_fresh_postgres_migrate_matches_expected_schema() -> None:
     async with temporary_database() as url:
-        store = await open_store(url)
-        try:
-            assert await store.migrate() == ["0001_init"]
-        finally:
-            await store.close()
+        await migrate_twice(url)
         assert await dump_postgres_schema(url) == (SCHEMAS / "postgres.sql").read_text()
+        conn = await asyncpg.connect(url)
+        try:
+            assert [r[0] for r in await conn.fetch(RECORDED)] == MIGRATIONS
+        finally:
+            await conn.close()

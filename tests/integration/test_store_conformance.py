@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
-from chatq.domain import JSON, ApiKey, IdempotencyConflict, NewRequest, Status, request_fingerprint
-from chatq.store import Store
-from tests.integration.stores import Clock
+from chatq.domain import JSON, ApiKey, NewRequest, Status
+from chatq.store import IdempotencyConflict, Store
+from tests.integration.stores import Clock, complete_one
 
 OWNER = "alice"
 LEASE = 30.0
@@ -17,19 +16,7 @@ LEASE = 30.0
 
 def new(content: str = "hi", owner: str = OWNER, key: str | None = None) -> NewRequest:
     request = {"model": "echo", "messages": [{"role": "user", "content": content}], "x": [1, 2.5]}
-    return NewRequest(
-        id=str(uuid.uuid4()),
-        owner=owner,
-        model="echo",
-        request=request,
-        request_hash=request_fingerprint(request),
-        idempotency_key=key,
-    )
-
-
-async def test_migrate_is_idempotent_and_recorded(store: Store) -> None:
-    assert await store.migrate() == []
-    assert await store.applied_migrations() == ["0001_init"]
+    return NewRequest.create(owner, request, key)
 
 
 async def test_submit_then_get(store: Store, clock: Clock) -> None:
@@ -122,10 +109,12 @@ async def test_list_page_is_newest_first_keyset(store: Store) -> None:
 
 
 async def test_claim_oldest_first_with_a_lease(store: Store, clock: Clock) -> None:
+    submitted_at = clock.now
     ids = [(await store.submit(new(f"c{i}")))[0].id for i in range(3)]
     clock.advance(5)
     claimed = await store.claim("w1", 2, LEASE)
     assert [c.id for c in claimed] == ids[:2]
+    assert [c.created_at for c in claimed] == [submitted_at] * 2
     assert claimed[0].request["messages"][0]["content"] == "c0"
     assert claimed[0].request["x"] == [1, 2.5]
     assert all(c.attempts == 1 for c in claimed)
@@ -147,15 +136,15 @@ async def test_concurrent_claims_are_disjoint(store: Store) -> None:
 
 async def test_complete_is_guarded(store: Store, clock: Clock) -> None:
     job, _ = await store.submit(new())
-    assert not await store.complete(job.id, "w1", {"x": 1}), "not claimed yet"
+    assert not await complete_one(store, job.id, "w1", {"x": 1}), "not claimed yet"
     await store.claim("w1", 1, LEASE)
-    assert not await store.complete(job.id, "intruder", {"x": 1}), "someone else's lease"
+    assert not await complete_one(store, job.id, "intruder", {"x": 1}), "someone else's lease"
     clock.advance(1)
-    assert await store.complete(job.id, "w1", {"answer": 42})
+    assert await complete_one(store, job.id, "w1", {"answer": 42})
     done = await store.get(OWNER, job.id)
     assert done is not None and done.status is Status.COMPLETED
     assert done.response == {"answer": 42} and done.completed_at == clock.now
-    assert not await store.complete(job.id, "w1", {"answer": 0}), "already finished"
+    assert not await complete_one(store, job.id, "w1", {"answer": 0}), "already finished"
     assert not await store.fail(job.id, "w1", "late failure")
     final = await store.get(OWNER, job.id)
     assert final == done
@@ -165,7 +154,7 @@ async def test_complete_many_records_only_our_jobs(store: Store, clock: Clock) -
     a, b, c, d, e = [(await store.submit(new(f"m{i}")))[0] for i in range(5)]
     await store.claim("w1", 3, LEASE)  # a, b, c
     await store.claim("w2", 1, LEASE)  # d; e stays CREATED
-    assert await store.complete(c.id, "w1", {"early": True})
+    assert await complete_one(store, c.id, "w1", {"early": True})
     clock.advance(1)
     results: list[tuple[str, JSON]] = [
         (a.id, {"n": 1}),
@@ -199,7 +188,7 @@ async def test_fail_is_guarded(store: Store, clock: Clock) -> None:
     failed = await store.get(OWNER, job.id)
     assert failed is not None and failed.status is Status.FAILED
     assert failed.error_message == "upstream said no" and failed.failed_at == clock.now
-    assert not await store.complete(job.id, "w1", {})
+    assert not await complete_one(store, job.id, "w1", {})
 
 
 async def test_renew_extends_only_our_leases(store: Store, clock: Clock) -> None:
@@ -215,7 +204,7 @@ async def test_renew_extends_only_our_leases(store: Store, clock: Clock) -> None
     job_b = await store.get(OWNER, b.id)
     assert job_a is not None and job_a.status is Status.IN_PROGRESS
     assert job_b is not None and job_b.status is Status.CREATED and job_b.started_at is None
-    assert not await store.complete(b.id, "w2", {}), "a rescued job is no longer w2's"
+    assert not await complete_one(store, b.id, "w2", {}), "a rescued job is no longer w2's"
     again = await store.claim("w3", 5, LEASE)
     assert [c.id for c in again] == [b.id] and again[0].attempts == 2
 
@@ -253,7 +242,7 @@ async def test_purge_deletes_only_old_finished_jobs(store: Store, clock: Clock) 
     running, _ = await store.submit(new("running"))
     waiting, _ = await store.submit(new("waiting"))
     await store.claim("w", 3, LEASE)
-    await store.complete(done.id, "w", {})
+    await complete_one(store, done.id, "w", {})
     await store.fail(failed.id, "w", "x")
     finished_at = clock.now
     clock.advance(100)

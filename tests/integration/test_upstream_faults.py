@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatq.backends.routing import Router
+from chatq.backends.pool import BackendPool
 from chatq.domain import Status
 from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.working import FAST, Running, submit, upstream_router, wait_for
+from tests.integration.working import FAST, Running, submit, upstream_backends, wait_for
 
 TIMEOUT_S = 0.5  # the backend's timeout_s in these tests
 RETRYING = FAST.model_copy(update={"max_attempts": 3})
@@ -52,8 +52,8 @@ PERMANENT: dict[str, tuple[Reply, str]] = {
 
 
 @pytest.fixture
-async def fault_router(upstream: FakeUpstream) -> AsyncIterator[Router]:
-    built = upstream_router(upstream.base_url, timeout_s=TIMEOUT_S)
+async def fault_backends(upstream: FakeUpstream) -> AsyncIterator[BackendPool]:
+    built = upstream_backends(upstream.base_url, timeout_s=TIMEOUT_S)
     try:
         yield built
     finally:
@@ -62,12 +62,12 @@ async def fault_router(upstream: FakeUpstream) -> AsyncIterator[Router]:
 
 @pytest.mark.parametrize("fault", TRANSIENT, ids=list(TRANSIENT))
 async def test_transient_fault_is_retried_until_the_upstream_recovers(
-    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+    live_store: Store, fault_backends: BackendPool, upstream: FakeUpstream, fault: str
 ) -> None:
     reply, _ = TRANSIENT[fault]
     upstream.script(reply)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_router, RETRYING))
+    running = Running(Worker(live_store, fault_backends, RETRYING))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.COMPLETED, job.error_message
@@ -81,12 +81,12 @@ async def test_transient_fault_is_retried_until_the_upstream_recovers(
 
 @pytest.mark.parametrize("fault", TRANSIENT, ids=list(TRANSIENT))
 async def test_transient_fault_that_persists_fails_naming_cause_and_attempts(
-    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+    live_store: Store, fault_backends: BackendPool, upstream: FakeUpstream, fault: str
 ) -> None:
     reply, cause = TRANSIENT[fault]
     upstream.script(*[reply] * RETRYING.max_attempts)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_router, RETRYING))
+    running = Running(Worker(live_store, fault_backends, RETRYING))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.FAILED
@@ -101,12 +101,12 @@ async def test_transient_fault_that_persists_fails_naming_cause_and_attempts(
 
 @pytest.mark.parametrize("fault", PERMANENT, ids=list(PERMANENT))
 async def test_permanent_fault_fails_at_once_with_the_upstreams_message(
-    live_store: Store, fault_router: Router, upstream: FakeUpstream, fault: str
+    live_store: Store, fault_backends: BackendPool, upstream: FakeUpstream, fault: str
 ) -> None:
     reply, message = PERMANENT[fault]
     upstream.script(reply)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_router, RETRYING))
+    running = Running(Worker(live_store, fault_backends, RETRYING))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.FAILED
@@ -118,14 +118,14 @@ async def test_permanent_fault_fails_at_once_with_the_upstreams_message(
 
 
 async def test_retry_after_is_honoured(
-    live_store: Store, fault_router: Router, upstream: FakeUpstream
+    live_store: Store, fault_backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "1"}))
     job_id = await submit(live_store, "patience", model="up")
     started = time.monotonic()
     # backoff_max_s caps Retry-After; FAST's 0.05 s cap would hide it.
     patient = RETRYING.model_copy(update={"backoff_max_s": 5.0})
-    running = Running(Worker(live_store, fault_router, patient))
+    running = Running(Worker(live_store, fault_backends, patient))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:
@@ -138,10 +138,10 @@ async def test_connection_refused_until_the_upstream_starts(live_store: Store) -
     with socket.socket() as probe:  # a port nothing listens on, yet
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    router = upstream_router(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
     patient = RETRYING.model_copy(update={"max_attempts": 100, "backoff_max_s": 0.2})
     job_id = await submit(live_store, "anyone there?", model="up")
-    running = Running(Worker(live_store, router, patient))
+    running = Running(Worker(live_store, backends, patient))
     try:
         (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
         assert waiting.status is Status.IN_PROGRESS
@@ -152,21 +152,21 @@ async def test_connection_refused_until_the_upstream_starts(live_store: Store) -
             assert late.call_count() == 1
     finally:
         await running.shutdown()
-        await router.aclose()
+        await backends.aclose()
 
 
 async def test_connection_refused_for_good_fails_naming_it(live_store: Store) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    router = upstream_router(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
     job_id = await submit(live_store, "nobody", model="up")
-    running = Running(Worker(live_store, router, RETRYING))
+    running = Running(Worker(live_store, backends, RETRYING))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:
         await running.shutdown()
-        await router.aclose()
+        await backends.aclose()
     assert job.status is Status.FAILED
     assert job.error_message is not None
     assert "ClientConnectorError" in job.error_message and "3 attempt(s)" in job.error_message
@@ -175,15 +175,15 @@ async def test_connection_refused_for_good_fails_naming_it(live_store: Store) ->
 async def test_backend_max_concurrency_is_enforced(
     live_store: Store, upstream: FakeUpstream
 ) -> None:
-    router = upstream_router(upstream.base_url, max_concurrency=3)
+    backends = upstream_backends(upstream.base_url, max_concurrency=3)
     upstream.script(*[Reply(delay_s=0.3)] * 12)
     ids = [await submit(live_store, f"c{i}", model="up") for i in range(12)]
-    running = Running(Worker(live_store, router, FAST.model_copy(update={"concurrency": 50})))
+    running = Running(Worker(live_store, backends, FAST.model_copy(update={"concurrency": 50})))
     try:
         jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
     finally:
         await running.shutdown()
-        await router.aclose()
+        await backends.aclose()
     assert [j.status for j in jobs] == [Status.COMPLETED] * 12
     assert upstream.peak_in_flight == 3
 
@@ -191,27 +191,27 @@ async def test_backend_max_concurrency_is_enforced(
 async def test_the_per_job_deadline_cuts_a_slow_call(
     live_store: Store, upstream: FakeUpstream
 ) -> None:
-    router = upstream_router(upstream.base_url, timeout_s=30)
+    backends = upstream_backends(upstream.base_url, timeout_s=30)
     upstream.script(Reply(delay_s=3))
     job_id = await submit(live_store, "too slow", model="up")
-    running = Running(Worker(live_store, router, RETRYING.model_copy(update={"deadline_s": 0.5})))
+    running = Running(Worker(live_store, backends, RETRYING.model_copy(update={"deadline_s": 0.5})))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:
         await running.shutdown()
-        await router.aclose()
+        await backends.aclose()
     assert job.status is Status.FAILED
     # The deadline decided, not the backend's 30 s timeout_s.
     assert job.error_message == "deadline of 0.5s exceeded after 1 attempt(s)"
 
 
 async def test_the_per_job_deadline_stops_retries_it_cannot_fit(
-    live_store: Store, fault_router: Router, upstream: FakeUpstream
+    live_store: Store, fault_backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(503, raw_body=HTML, headers={"Retry-After": "5"}))
     job_id = await submit(live_store, "come back later", model="up")
     patient = RETRYING.model_copy(update={"deadline_s": 2.0, "backoff_max_s": 10.0})
-    running = Running(Worker(live_store, fault_router, patient))
+    running = Running(Worker(live_store, fault_backends, patient))
     try:
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:

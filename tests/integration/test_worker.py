@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from chatq.backends.routing import Router
+from chatq.backends.echo import EchoBackend
+from chatq.backends.models import ModelTable
+from chatq.backends.pool import BackendPool
+from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.stores import fresh_store
+from tests.integration.stores import complete_one, fresh_store
 from tests.integration.working import FAST, OWNER, Running, submit, wait_for
 
 
@@ -22,9 +25,9 @@ def store(live_store: Store) -> Store:
     return live_store
 
 
-async def test_runs_jobs_oldest_first_to_completion(store: Store, router: Router) -> None:
+async def test_runs_jobs_oldest_first_to_completion(store: Store, backends: BackendPool) -> None:
     ids = [await submit(store, f"job {i}") for i in range(20)]
-    running = Running(Worker(store, router, FAST))
+    running = Running(Worker(store, backends, FAST))
     try:
         jobs = await wait_for(store, ids, Status.COMPLETED)
     finally:
@@ -37,9 +40,9 @@ async def test_runs_jobs_oldest_first_to_completion(store: Store, router: Router
     assert started == sorted(started), "claimed oldest first"
 
 
-async def test_wakes_at_once_on_submit(store: Store, router: Router) -> None:
+async def test_wakes_at_once_on_submit(store: Store, backends: BackendPool) -> None:
     slow_poll = FAST.model_copy(update={"poll_interval_s": 30.0})
-    running = Running(Worker(store, router, slow_poll))
+    running = Running(Worker(store, backends, slow_poll))
     try:
         await asyncio.sleep(0.1)  # the worker is idle, waiting for work
         job_id = await submit(store, "wake up")
@@ -50,12 +53,12 @@ async def test_wakes_at_once_on_submit(store: Store, router: Router) -> None:
 
 
 async def test_concurrency_bounds_backend_calls(
-    store: Store, router: Router, upstream: FakeUpstream
+    store: Store, backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(*[Reply(delay_s=0.3) for _ in range(6)])
     ids = [await submit(store, f"slow {i}", model="up") for i in range(6)]
     upstream.reset_peak()
-    running = Running(Worker(store, router, FAST.model_copy(update={"concurrency": 2})))
+    running = Running(Worker(store, backends, FAST.model_copy(update={"concurrency": 2})))
     try:
         jobs = await wait_for(store, ids, Status.COMPLETED, timeout=15)
     finally:
@@ -66,12 +69,12 @@ async def test_concurrency_bounds_backend_calls(
 
 
 async def test_leases_are_renewed_for_long_jobs(
-    store: Store, router: Router, upstream: FakeUpstream
+    store: Store, backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(delay_s=2.5))  # 2.5 leases long
     job_id = await submit(store, "long", model="up")
-    first = Running(Worker(store, router, FAST))
-    second = Running(Worker(store, router, FAST))  # would steal the job if a lease lapsed
+    first = Running(Worker(store, backends, FAST))
+    second = Running(Worker(store, backends, FAST))  # would steal the job if a lease lapsed
     try:
         (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=15)
     finally:
@@ -81,27 +84,27 @@ async def test_leases_are_renewed_for_long_jobs(
     assert upstream.call_count() == 1, "never run twice"
 
 
-async def test_a_dead_workers_job_is_rescued(store: Store, router: Router) -> None:
+async def test_a_dead_workers_job_is_rescued(store: Store, backends: BackendPool) -> None:
     job_id = await submit(store, "orphan")
     (claimed,) = await store.claim("ghost-worker-that-died", 1, lease_s=0.3)
     assert claimed.id == job_id
-    running = Running(Worker(store, router, FAST.model_copy(update={"lease_s": 0.3})))
+    running = Running(Worker(store, backends, FAST.model_copy(update={"lease_s": 0.3})))
     try:
         (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=10)
     finally:
         await running.shutdown()
     assert job.status is Status.COMPLETED
-    assert not await store.complete(job_id, "ghost-worker-that-died", {}), (
+    assert not await complete_one(store, job_id, "ghost-worker-that-died", {}), (
         "the ghost comes too late"
     )
 
 
 async def test_shutdown_finishes_in_flight_jobs_within_grace(
-    store: Store, router: Router, upstream: FakeUpstream
+    store: Store, backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(delay_s=0.5))
     job_id = await submit(store, "finish me", model="up")
-    running = Running(Worker(store, router, FAST))
+    running = Running(Worker(store, backends, FAST))
     await wait_for(store, [job_id], Status.IN_PROGRESS)
     await running.shutdown()
     job = await store.get(OWNER, job_id)
@@ -109,11 +112,11 @@ async def test_shutdown_finishes_in_flight_jobs_within_grace(
 
 
 async def test_shutdown_hands_back_what_outlives_the_grace(
-    store: Store, router: Router, upstream: FakeUpstream
+    store: Store, backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(delay_s=5))
     job_id = await submit(store, "too slow", model="up")
-    running = Running(Worker(store, router, FAST.model_copy(update={"grace_s": 0.2})))
+    running = Running(Worker(store, backends, FAST.model_copy(update={"grace_s": 0.2})))
     await wait_for(store, [job_id], Status.IN_PROGRESS)
     await running.shutdown()
     job = await store.get(OWNER, job_id)
@@ -125,15 +128,23 @@ async def test_shutdown_hands_back_what_outlives_the_grace(
 class Exploding:
     name = "exploding"
 
-    async def complete(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON) -> JSON:
         raise KeyError("a bug in a backend")
 
     async def aclose(self) -> None:
         return None
 
 
-async def test_a_backend_bug_fails_the_job_not_the_worker(store: Store, router: Router) -> None:
-    broken = Router([(("boom",), Exploding()), (("echo",), router.resolve("echo"))])  # type: ignore[list-item]
+async def test_a_backend_bug_fails_the_job_not_the_worker(
+    store: Store, backends: BackendPool
+) -> None:
+    table = ModelTable(
+        [
+            BackendConfig(name="boom", type="echo", models=("boom",)),
+            BackendConfig(name="echo", type="echo", models=("echo",)),
+        ]
+    )
+    broken = BackendPool(table, {"boom": Exploding(), "echo": EchoBackend()})
     bad = await submit(store, "x", model="boom")
     good = await submit(store, "y")
     running = Running(Worker(store, broken, FAST))
@@ -146,11 +157,11 @@ async def test_a_backend_bug_fails_the_job_not_the_worker(store: Store, router: 
 
 
 async def test_deadline_fails_a_job_that_takes_too_long(
-    store: Store, router: Router, upstream: FakeUpstream
+    store: Store, backends: BackendPool, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply(delay_s=3))
     job_id = await submit(store, "deadline", model="up")
-    running = Running(Worker(store, router, FAST.model_copy(update={"deadline_s": 0.3})))
+    running = Running(Worker(store, backends, FAST.model_copy(update={"deadline_s": 0.3})))
     try:
         (job,) = await wait_for(store, [job_id], Status.FAILED, timeout=10)
     finally:
@@ -159,7 +170,9 @@ async def test_deadline_fails_a_job_that_takes_too_long(
     assert job.error_message is not None and "deadline of 0.3s exceeded" in job.error_message
 
 
-async def test_retention_purges_old_results(dialect: str, tmp_path: Path, router: Router) -> None:
+async def test_retention_purges_old_results(
+    dialect: str, tmp_path: Path, backends: BackendPool
+) -> None:
     now = [1_800_000_000.0]
 
     def clock() -> float:
@@ -167,12 +180,12 @@ async def test_retention_purges_old_results(dialect: str, tmp_path: Path, router
 
     async with fresh_store(dialect, tmp_path, clock) as store:
         old = await submit(store, "old")
-        running = Running(Worker(store, router, FAST, clock=clock))
+        running = Running(Worker(store, backends, FAST, clock=clock))
         await wait_for(store, [old], Status.COMPLETED)
         await running.shutdown()
         now[0] += 8 * 86_400
         recent = await submit(store, "recent")
-        running = Running(Worker(store, router, FAST, clock=clock))
+        running = Running(Worker(store, backends, FAST, clock=clock))
         await wait_for(store, [recent], Status.COMPLETED)
         await running.shutdown()
         assert await store.get(OWNER, old) is None, "finished 8 days ago: purged"

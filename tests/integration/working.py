@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from chatq.backends.routing import Router, build_router
+from chatq.backends.models import ModelTable
+from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig, WorkerSettings
-from chatq.domain import Job, NewRequest, Status, request_fingerprint
+from chatq.domain import Job, NewRequest, Status
 from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream
@@ -31,22 +31,25 @@ async def live_store(dialect: str, tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
-def upstream_router(base_url: str, **backend: object) -> Router:
+def upstream_backends(base_url: str, **backend: object) -> BackendPool:
     """echo, and model "up" routed to an OpenAI-compatible upstream at base_url."""
     options: dict[str, object] = {"timeout_s": 10, **backend}
-    return build_router(
-        [
-            BackendConfig(name="echo", type="echo", models=("echo",)),
-            BackendConfig.model_validate(
-                {"name": "up", "type": "openai", "models": ["up"], "base_url": base_url, **options}
-            ),
-        ]
+    return BackendPool.build(
+        ModelTable(
+            [
+                BackendConfig(name="echo", type="echo", models=("echo",)),
+                BackendConfig.model_validate(
+                    {"name": "up", "type": "openai", "models": ["up"], "base_url": base_url}
+                    | options
+                ),
+            ]
+        )
     )
 
 
 @pytest.fixture
-async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
-    built = upstream_router(upstream.base_url)
+async def backends(upstream: FakeUpstream) -> AsyncIterator[BackendPool]:
+    built = upstream_backends(upstream.base_url)
     try:
         yield built
     finally:
@@ -55,8 +58,7 @@ async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
 
 async def submit(store: Store, content: str, model: str = "echo") -> str:
     request = {"model": model, "messages": [{"role": "user", "content": content}]}
-    new = NewRequest(str(uuid.uuid4()), OWNER, model, request, request_fingerprint(request), None)
-    job, _ = await store.submit(new)
+    job, _ = await store.submit(NewRequest.create(OWNER, request))
     return job.id
 
 

@@ -56,7 +56,18 @@ timeout_s = 60
     ("text", "env", "expected"),
     [
         ("[[backends]]\nname='x'\ntype='openai'\nmodels=['m']\n", {}, "needs base_url"),
-        ("[[backends]]\nname='x'\ntype='magic'\nmodels=['m']\n", {}, "backends.0.type"),
+        (
+            "[[backends]]\nname='x'\ntype='magic'\nmodels=['m']\n",
+            {},
+            "backends.0.type: .*unknown backend type 'magic'; known: echo, local, openai",
+        ),
+        (
+            "[[backends]]\nname='x'\ntype='echo'\nmodels=['m']\n"
+            "[[backends]]\nname='x'\ntype='echo'\nmodels=['n']\n",
+            {},
+            "backend names must be unique; repeated: x",
+        ),
+        ("log_level = 'loud'\n", {}, "log_level"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=[]\n", {}, "backends.0.models"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=['m']\ncolour='red'\n", {}, "colour"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=['m']\napi_key_env='NOPE'\n", {}, "NOPE"),

@@ -10,19 +10,23 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 import chatq
+from chatq.api.access_log import AccessLog
 from chatq.api.auth import SECURITY_SCHEMES
+from chatq.api.context import ApiContext
 from chatq.api.errors import install_error_handlers
 from chatq.api.limits import BodyLimit
-from chatq.api.routes import async_routes, service_routes
-from chatq.api.services import Services
+from chatq.api.routes import async_routes, health_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def create_app(
-    services: Services, lifespan: Lifespan | None = None, max_request_bytes: int = 10 * 2**20
+    context: ApiContext,
+    lifespan: Lifespan | None = None,
+    max_request_bytes: int = 10 * 2**20,
+    access_log: bool = False,
 ) -> FastAPI:
-    """The app over ready services; lifespan, if given, runs beside it (the in-process worker).
+    """The app over a ready context; lifespan, if given, runs beside it (the in-process worker).
 
     A request body over max_request_bytes is refused with 413 before it is read whole."""
 
@@ -37,21 +41,23 @@ def create_app(
         lifespan=lifespan or no_lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
-    app.state.services = services
+    if access_log:
+        app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
+    app.state.context = context
     install_error_handlers(app)
     app.include_router(async_routes)
-    app.include_router(service_routes)
-    _customize_openapi(app, services)
+    app.include_router(health_routes)
+    _customize_openapi(app, context)
     # Every route with its methods, for the Allow header of a 405 (see allowed_methods).
     app.state.api_routes = [
         route
-        for route in (*app.router.routes, *async_routes.routes, *service_routes.routes)
+        for route in (*app.router.routes, *async_routes.routes, *health_routes.routes)
         if isinstance(route, Route)
     ]
     return app
 
 
-def _customize_openapi(app: FastAPI, services: Services) -> None:
+def _customize_openapi(app: FastAPI, context: ApiContext) -> None:
     """Declare the bearer scheme (see chatq.api.auth), and name this server's models, which
     depend on its config."""
     generate = app.openapi
@@ -61,7 +67,7 @@ def _customize_openapi(app: FastAPI, services: Services) -> None:
             return app.openapi_schema
         schema = generate()
         schema["components"]["securitySchemes"] = SECURITY_SCHEMES
-        served = services.router.models()
+        served = context.models.models()
         model = schema["components"]["schemas"]["ApiChatCompletionsRequest"]["properties"]["model"]
         model["description"] = "A model this server routes: " + ", ".join(served)
         model["examples"] = [m for m in served if not set(m) & set("*?[")]

@@ -1,7 +1,7 @@
 """Bearer authentication: an API key names its owner; an owner sees only its own requests.
 
 One plain dependency reads the Authorization header itself. FastAPI's HTTPBearer plus a
-services dependency cost about a third of a submit's CPU in FastAPI's dependency machinery
+context dependency cost about a third of a submit's CPU in FastAPI's dependency machinery
 (docs/benchmarks.md), so the bearer scheme is declared in the OpenAPI by hand instead."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError
-from chatq.api.services import Services
-from chatq.domain import hash_secret
+from chatq.keys import hash_secret
 
 _MAX_KEY_CHARS = 256
 
@@ -30,24 +30,24 @@ SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 @dataclass(frozen=True, slots=True)
 class Caller:
     owner: str
-    svc: Services
+    ctx: ApiContext
 
 
 async def authenticate(request: Request) -> Caller:
-    svc: Services = request.app.state.services
+    ctx: ApiContext = request.app.state.context
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <api key>'")
     if len(key) > _MAX_KEY_CHARS or not key.isascii():
         raise ApiError(401, "invalid API key")
     secret_hash = hash_secret(key)
-    owner = svc.owners.get(secret_hash)
+    owner = ctx.owners.get(secret_hash)
     if owner is None:
-        owner = await svc.store.owner_of_key(secret_hash)
+        owner = await ctx.store.owner_of_key(secret_hash)
         if owner is None:
             raise ApiError(401, "invalid API key")
-        svc.owners.put(secret_hash, owner)
-    return Caller(owner, svc)
+        ctx.owners.put(secret_hash, owner)
+    return Caller(owner, ctx)
 
 
 Authenticated = Annotated[Caller, Depends(authenticate)]

@@ -1,15 +1,15 @@
-"""The async chat completions routes of Perplexity's API, and the service routes."""
+"""The async chat completions routes of Perplexity's API, and the health routes."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from chatq.api.auth import SECURED, Authenticated
+from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError, error_response, error_responses, has_non_finite
 from chatq.api.models import (
     MAX_IDEMPOTENCY_KEY,
@@ -18,19 +18,8 @@ from chatq.api.models import (
     ListAsyncApiChatCompletionsResponse,
 )
 from chatq.api.pagination import InvalidToken
-from chatq.api.services import Services, services
-from chatq.domain import (
-    IdempotencyConflict,
-    Job,
-    NewRequest,
-    Status,
-    Summary,
-    UnstorableRequest,
-    request_fingerprint,
-)
-from chatq.store import StoreUnavailable
-
-Svc = Annotated[Services, Depends(services)]
+from chatq.domain import Job, NewRequest, Status, Summary
+from chatq.store import IdempotencyConflict, StoreUnavailable, UnstorableRequest
 
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key",
@@ -41,7 +30,7 @@ IDEMPOTENCY_HEADER = {
 }
 
 async_routes = APIRouter(prefix="/async/chat/completions", tags=["async chat completions"])
-service_routes = APIRouter(tags=["service"])
+health_routes = APIRouter(tags=["service"])
 
 
 @async_routes.post(
@@ -66,7 +55,7 @@ service_routes = APIRouter(tags=["service"])
 async def create(
     body: AsyncApiChatCompletionsRequest, caller: Authenticated, http: Request
 ) -> JSONResponse:
-    owner, svc = caller.owner, caller.svc
+    owner, ctx = caller.owner, caller.ctx
     idempotency_header = _idempotency_header(http)
     request = body.request
     if request.stream:
@@ -75,23 +64,14 @@ async def create(
     if idempotency_header is not None and key is not None and idempotency_header != key:
         raise ApiError(400, "the Idempotency-Key header and the idempotency_key field differ")
     key = key if key is not None else idempotency_header
-    if svc.router.resolve(request.model) is None:
-        served = ", ".join(svc.router.models())
+    if ctx.models.route(request.model) is None:
+        served = ", ".join(ctx.models.models())
         raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
     stored = request.model_dump(exclude_unset=True)
     if has_non_finite(stored):
         raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
-    new = NewRequest(
-        id=str(uuid.uuid4()),
-        owner=owner,
-        model=request.model,
-        request=stored,
-        # Only a replay compares hashes, and only a request with a key can be replayed.
-        request_hash=request_fingerprint(stored) if key is not None else "",
-        idempotency_key=key,
-    )
     try:
-        job, _created = await svc.store.submit(new)
+        job, _created = await ctx.store.submit(NewRequest.create(owner, stored, key))
     except IdempotencyConflict as exc:
         raise ApiError(
             409,
@@ -125,17 +105,17 @@ async def list_requests(
         ),
     ] = None,
 ) -> JSONResponse:
-    owner, svc = caller.owner, caller.svc
+    owner, ctx = caller.owner, caller.ctx
     before: int | None = None
     if next_token is not None:
         try:
-            before = svc.tokens.decode(owner, next_token)
+            before = ctx.tokens.decode(owner, next_token)
         except InvalidToken:
             raise ApiError(
                 400, "next_token is malformed or not yours", "invalid_next_token"
             ) from None
-    page, more = await svc.store.list_page(owner, limit, before)
-    token = svc.tokens.encode(owner, page[-1].seq) if more and page else None
+    page, more = await ctx.store.list_page(owner, limit, before)
+    token = ctx.tokens.encode(owner, page[-1].seq) if more and page else None
     return JSONResponse({"requests": [summary(s) for s in page], "next_token": token})
 
 
@@ -148,7 +128,7 @@ async def list_requests(
     openapi_extra=SECURED,
 )
 async def get_request(api_request: str, caller: Authenticated) -> JSONResponse:
-    job = await caller.svc.store.get(caller.owner, api_request)
+    job = await caller.ctx.store.get(caller.owner, api_request)
     if job is None:
         raise ApiError(404, f"no async chat completion request {api_request!r}")
     return JSONResponse(full_object(job))
@@ -172,15 +152,16 @@ def _idempotency_header(http: Request) -> str | None:
     return value
 
 
-@service_routes.get("/healthz", summary="The process is up")
+@health_routes.get("/healthz", summary="The process is up")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@service_routes.get("/readyz", summary="The store is reachable", responses=error_responses(503))
-async def readyz(svc: Svc) -> Any:
+@health_routes.get("/readyz", summary="The store is reachable", responses=error_responses(503))
+async def readyz(http: Request) -> Any:
+    ctx: ApiContext = http.app.state.context
     try:
-        await svc.store.ping()
+        await ctx.store.ping()
     except StoreUnavailable as exc:
         return error_response(503, f"store unreachable: {exc}")
     return {"status": "ok"}

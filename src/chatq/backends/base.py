@@ -26,7 +26,7 @@ class PermanentError(BackendError):
 class Backend(Protocol):
     name: str
 
-    async def complete(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON) -> JSON:
         """Run one chat request; return a normalized CompletionResponse.
 
         Raises TransientError or PermanentError."""

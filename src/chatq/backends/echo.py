@@ -12,7 +12,7 @@ class EchoBackend:
     def __init__(self, name: str = "echo") -> None:
         self.name = name
 
-    async def complete(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON) -> JSON:
         messages = request["messages"]
         user_turns = [m for m in messages if m.get("role") == "user"]
         answer = message_text(user_turns[-1]) if user_turns else ""

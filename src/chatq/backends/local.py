@@ -97,7 +97,7 @@ class LocalBackend:
             verbose=False,
         )
 
-    async def complete(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON) -> JSON:
         free = await self._pool()
         llama = await free.get()
         try:

@@ -39,7 +39,7 @@ class OpenAIBackend:
             self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         self._slots = asyncio.Semaphore(config.max_concurrency)
         # Made on first use: aiohttp binds a session to the running event loop, and backends
-        # are built before one runs (build_router).
+        # are built before one runs (BackendPool.build).
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self._closed = False
@@ -55,7 +55,7 @@ class OpenAIBackend:
                 ),
                 headers=self._headers,
                 # The connect timeout covers DNS, TCP and TLS (and a wait for a free connection,
-                # which the semaphore makes none); complete() bounds the whole call.
+                # which the semaphore makes none); run() bounds the whole call.
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=min(_CONNECT_TIMEOUT_S, self._timeout_s)
                 ),
@@ -64,7 +64,7 @@ class OpenAIBackend:
             self._proxy = _environment_proxy(self._url)
         return self._session
 
-    async def complete(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON) -> JSON:
         body = {k: v for k, v in request.items() if k != "stream"}
         if self._upstream_model:
             body["model"] = self._upstream_model

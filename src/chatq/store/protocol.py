@@ -1,4 +1,4 @@
-"""The Store port: the only place SQL runs. Every dialect implements these verbs."""
+"""The Store port: the verbs every dialect implements. Only the store runs SQL."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from typing import Protocol
 from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary
 
 
-class StoreUnavailable(Exception):
-    """The database cannot be reached; callers answer 503 and retry later."""
-
-
 class Store(Protocol):
     # lifecycle
     async def migrate(self) -> list[str]:
         """Apply pending migrations; return the names applied."""
-
-    async def applied_migrations(self) -> list[str]: ...
 
     async def close(self) -> None: ...
 
@@ -44,7 +38,7 @@ class Store(Protocol):
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
         """Store a request durably; (job, created). A replayed idempotency key returns the
         existing job with created=False; a key bound to another request raises
-        IdempotencyConflict."""
+        IdempotencyConflict, a request the database cannot hold UnstorableRequest."""
 
     async def get(self, owner: str, request_id: str) -> Job | None: ...
 
@@ -60,12 +54,10 @@ class Store(Protocol):
     async def renew(self, worker_id: str, lease_s: float) -> int:
         """Extend every lease worker_id holds, in one statement; return how many."""
 
-    async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
-        """IN_PROGRESS (held by worker_id) -> COMPLETED; False if the job is no longer ours."""
-
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
-        """complete for many (request_id, response) pairs in one transaction; return the ids
-        that were recorded (the others are no longer ours, and are left as they were)."""
+        """IN_PROGRESS (held by worker_id) -> COMPLETED for each (request_id, response), in one
+        transaction; return the ids recorded (the others are no longer ours, and are left as
+        they were)."""
 
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         """IN_PROGRESS (held by worker_id) -> FAILED; False if the job is no longer ours."""

@@ -1,13 +1,12 @@
-"""Row mapping and migration files, shared by the dialects.
+"""Rows to domain objects, and domain objects to column values, for every dialect.
 
-Queries of every dialect select columns in one order, which is the field order of Summary and
-Job, so one mapping serves both.
+Queries of every dialect select the columns store/queries.py lists, in its order (the field
+order of Summary and Job), so one mapping serves both.
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -37,19 +36,9 @@ def job_from_row(row: Any) -> Job:
 
 
 def claimed_from_rows(rows: Any) -> list[ClaimedJob]:
-    """Claim rows (seq, id, model, request, deliveries), oldest first."""
+    """Claim rows (queries.CLAIMED_COLUMNS), oldest first."""
     ordered = sorted(rows, key=lambda r: int(r[0]))
-    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4])) for r in ordered]
-
-
-def migration_files(package: str) -> list[tuple[int, str, str]]:
-    """(version, name, sql) for each numbered .sql file in package/migrations, in order."""
-    found = []
-    for entry in (resources.files(package) / "migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            stem = entry.name.removesuffix(".sql")
-            found.append((int(stem.split("_", 1)[0]), stem, entry.read_text()))
-    return sorted(found)
+    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4]), r[5]) for r in ordered]
 
 
 def dumps(value: Any) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from chatq.backends.base import PermanentError, TransientError
-from chatq.backends.routing import Router
+from chatq.backends.pool import BackendPool
 from chatq.config import WorkerSettings
 from chatq.domain import JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
@@ -34,12 +34,12 @@ class Worker:
     def __init__(
         self,
         store: Store,
-        router: Router,
+        backends: BackendPool,
         settings: WorkerSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.router = router
+        self.backends = backends
         self.settings = settings
         self.clock = clock
         self.id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
@@ -103,8 +103,10 @@ class Worker:
             self._slot_freed.set()
 
     async def _execute(self, job: ClaimedJob) -> None:
+        started = self.clock()
+        attempts = _Attempts()
         try:
-            outcome = await self._run_backend(job)
+            outcome = await self._run_backend(job, attempts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in a backend must not kill the worker
@@ -122,25 +124,37 @@ class Worker:
             return
         if not recorded:
             log.warning("job %s: lease lost before the result was recorded; discarded", job.id)
+            return
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "job %s %s: model %s, %d attempt(s)%s, waited %.3fs, ran %.3fs",
+                job.id,
+                "COMPLETED" if isinstance(outcome, dict) else "FAILED",
+                job.model,
+                attempts.count,
+                f" in delivery {job.attempts}" if job.attempts > 1 else "",
+                max(0.0, started - job.created_at),
+                self.clock() - started,
+            )
 
     async def _complete_batch(self, results: list[tuple[str, JSON]]) -> list[bool]:
         """Record results; for each, True if the job was still ours."""
         ours = await self.store.complete_many(self.id, results)
         return [job_id in ours for job_id, _ in results]
 
-    async def _run_backend(self, job: ClaimedJob) -> dict[str, object] | str:
+    async def _run_backend(self, job: ClaimedJob, attempts: _Attempts) -> dict[str, object] | str:
         """The CompletionResponse, or the error message to fail the job with."""
-        backend = self.router.resolve(job.model)
+        backend = self.backends.for_model(job.model)
         if backend is None:
             return f"no backend serves model {job.model!r} any more"
         s = self.settings
         deadline = self.clock() + s.deadline_s
         attempt = 0
         while True:
-            attempt += 1
+            attempt = attempts.count = attempt + 1
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                    return await backend.complete(job.id, job.request)
+                    return await backend.run(job.id, job.request)
             except PermanentError as exc:
                 return str(exc)
             except TransientError as exc:
@@ -201,6 +215,13 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
         released = await self.store.release(self.id, left)
         log.info("stopping: handed %d unfinished job(s) back to the queue", released)
+
+
+class _Attempts:
+    """How many times a job's backend was called: counted as the calls are made, so that it
+    is known however the job ends."""
+
+    count = 0
 
 
 async def _first_of(

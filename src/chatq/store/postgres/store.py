@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -14,26 +13,12 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from chatq.domain import (
-    JSON,
-    ApiKey,
-    ClaimedJob,
-    IdempotencyConflict,
-    Job,
-    NewRequest,
-    Summary,
-    UnstorableRequest,
-)
-from chatq.group_commit import GroupCommit
+from chatq.domain import JSON, NewRequest
+from chatq.store import queries as shared
+from chatq.store.base import SqlStore, Statement, SubmitOutcome
+from chatq.store.errors import IdempotencyConflict, StoreUnavailable, UnstorableRequest
 from chatq.store.postgres import queries as q
-from chatq.store.protocol import StoreUnavailable
-from chatq.store.rows import (
-    claimed_from_rows,
-    dumps,
-    job_from_row,
-    migration_files,
-    page_from_rows,
-)
+from chatq.store.rows import dumps, job_from_row
 
 log = logging.getLogger("chatq.store.postgres")
 
@@ -54,7 +39,6 @@ _LISTENER_NAME = "chatq-listener"
 _LISTENER_CHECK_S = 5.0
 _RECONNECT_MAX_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0
-_MAX_BATCH = 512
 
 
 async def _leave_session_as_is(_: asyncpg.Connection) -> None:
@@ -64,15 +48,16 @@ async def _leave_session_as_is(_: asyncpg.Connection) -> None:
     transaction before calling this."""
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
+    CLAIM = q.CLAIM
+    MIGRATIONS_PACKAGE = "chatq.store.postgres"
+
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
         self._dsn = dsn
         self._pool = pool
-        self._clock = clock
-        self._work = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
-        self.listening = False
-        self._submits = GroupCommit(self._submit_batch, _MAX_BATCH)
+        self._listening = False
 
     @classmethod
     async def open(
@@ -98,18 +83,32 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    # ---- primitives
+
+    async def _read(self, sql: str, *args: Any) -> list[Any]:
         async with self._connection() as conn:
             rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
             return rows
 
-    async def _execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; return how many rows it touched."""
-        async with self._connection() as conn:
-            status: str = await conn.execute(sql, *args)
-        return int(status.rsplit(" ", 1)[-1])
+    async def _write(self, sql: str, *args: Any) -> list[Any]:
+        return await self._read(sql, *args)  # a pooled connection runs both alike
 
-    # ---- lifecycle
+    async def _execute(self, sql: str, *args: Any) -> int:
+        async with self._connection() as conn:
+            return _rows_touched(await conn.execute(sql, *args))
+
+    async def _execute_all(self, statements: Sequence[Statement]) -> list[int]:
+        async with self._connection() as conn, conn.transaction():
+            return [_rows_touched(await conn.execute(sql, *args)) for sql, args in statements]
+
+    async def _close_connections(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._pool.close()
+
+    # ---- the verbs PostgreSQL runs its own way
 
     async def migrate(self) -> list[str]:
         applied: list[str] = []
@@ -117,61 +116,16 @@ class PostgresStore:
             # Many processes may start at once: one migrates, the others wait, then see it done.
             await conn.execute(q.MIGRATION_LOCK)
             await conn.execute(q.CREATE_MIGRATIONS_TABLE)
-            done = {r[0] for r in await conn.fetch(q.APPLIED_MIGRATIONS)}
-            for version, name, sql in migration_files("chatq.store.postgres"):
+            done = {r[0] for r in await conn.fetch(shared.APPLIED_MIGRATIONS)}
+            for version, name, sql in self._migration_files():
                 if version in done:
                     continue
                 await conn.execute(sql)
-                await conn.execute(q.RECORD_MIGRATION, version, name, self._clock())
+                await conn.execute(shared.RECORD_MIGRATION, version, name, self._clock())
                 applied.append(name)
         return applied
 
-    async def applied_migrations(self) -> list[str]:
-        async with self._connection() as conn:
-            await conn.execute(q.CREATE_MIGRATIONS_TABLE)
-            return [r[1] for r in await conn.fetch(q.APPLIED_MIGRATIONS)]
-
-    async def close(self) -> None:
-        await self._submits.drain()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        await self._pool.close()
-
-    async def ping(self) -> None:
-        await self._fetch(q.PING)
-
-    async def secret(self, name: str) -> bytes:
-        async with self._connection() as conn:
-            await conn.execute(q.SECRET_INSERT, name, secrets.token_bytes(32))
-            value: bytes = await conn.fetchval(q.SECRET_GET, name)
-        return value
-
-    # ---- api keys
-
-    async def insert_key(self, key: ApiKey, secret_hash: str) -> None:
-        await self._execute(q.KEY_INSERT, key.id, key.name, key.owner, secret_hash, key.created_at)
-
-    async def owner_of_key(self, secret_hash: str) -> str | None:
-        rows = await self._fetch(q.KEY_OWNER, secret_hash)
-        return str(rows[0][0]) if rows else None
-
-    async def list_keys(self) -> list[ApiKey]:
-        return [ApiKey(*r) for r in await self._fetch(q.KEY_LIST)]
-
-    async def revoke_key(self, key_id: str) -> bool:
-        return await self._execute(q.KEY_REVOKE, self._clock(), key_id) == 1
-
-    async def count_keys(self) -> int:
-        return int((await self._fetch(q.KEY_COUNT))[0][0])
-
-    # ---- requests, as the API sees them
-
-    async def submit(self, new: NewRequest) -> tuple[Job, bool]:
-        return await self._submits.write(new)
-
-    async def _submit_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+    async def _submit_batch(self, news: list[NewRequest]) -> list[SubmitOutcome]:
         try:
             return await self._insert_batch(news)
         except asyncpg.DataError as exc:
@@ -182,7 +136,7 @@ class PostgresStore:
         # not fail the others that shared its batch, so each goes again on its own.
         return [(await self._submit_batch([new]))[0] for new in news]
 
-    async def _insert_batch(self, news: list[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+    async def _insert_batch(self, news: list[NewRequest]) -> list[SubmitOutcome]:
         """Insert a batch in one statement (one transaction); then settle replays one by one."""
         columns = (
             [n.id for n in news],
@@ -193,82 +147,35 @@ class PostgresStore:
             [n.idempotency_key for n in news],
         )
         async with self._connection() as conn:
-            rows = await conn.fetch(q.SUBMIT_MANY, *columns, self._clock())
+            rows = await conn.fetch(q.SUBMIT, *columns, self._clock())
             inserted = {job.id: job for job in map(job_from_row, rows)}
-            outcomes: list[tuple[Job, bool] | Exception] = []
+            outcomes: list[SubmitOutcome] = []
             for new in news:
                 if new.id in inserted:
                     outcomes.append((inserted[new.id], True))
                     continue
                 # Its idempotency key is held by a committed row (maybe from this very batch).
                 held = job_from_row(
-                    await conn.fetchrow(q.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key)
+                    await conn.fetchrow(
+                        shared.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key
+                    )
                 )
                 replay = held.request_hash == new.request_hash
                 outcomes.append((held, False) if replay else IdempotencyConflict(held.id))
         return outcomes
-
-    async def get(self, owner: str, request_id: str) -> Job | None:
-        rows = await self._fetch(q.GET, owner, request_id)
-        return job_from_row(rows[0]) if rows else None
-
-    async def list_page(
-        self, owner: str, limit: int, before_seq: int | None
-    ) -> tuple[list[Summary], bool]:
-        if before_seq is None:
-            rows = await self._fetch(q.LIST_FIRST_PAGE, owner, limit + 1)
-        else:
-            rows = await self._fetch(q.LIST_PAGE_BEFORE, owner, before_seq, limit + 1)
-        return page_from_rows(rows, limit)
-
-    # ---- requests, as workers see them
-
-    async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedJob]:
-        if limit <= 0:
-            return []
-        now = self._clock()
-        return claimed_from_rows(await self._fetch(q.CLAIM, now, worker_id, now + lease_s, limit))
-
-    async def renew(self, worker_id: str, lease_s: float) -> int:
-        return await self._execute(q.RENEW, self._clock() + lease_s, worker_id)
-
-    async def complete(self, request_id: str, worker_id: str, response: JSON) -> bool:
-        return request_id in await self.complete_many(worker_id, [(request_id, response)])
 
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
         if not results:
             return set()
         ids = [request_id for request_id, _ in results]
         bodies = [dumps(response) for _, response in results]
-        rows = await self._fetch(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
+        rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
         return {str(r[0]) for r in rows}
-
-    async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
-        # An upstream's error text may hold a NUL, which a PostgreSQL text column cannot.
-        message = message.replace("\x00", "\\0")
-        return await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
-
-    async def release(self, worker_id: str, request_ids: Sequence[str]) -> int:
-        if not request_ids:
-            return 0
-        return await self._execute(q.RELEASE, list(request_ids), worker_id)
-
-    async def rescue(self, max_deliveries: int) -> tuple[int, int]:
-        now = self._clock()
-        async with self._connection() as conn, conn.transaction():
-            failed = await conn.execute(q.RESCUE_FAIL, now, max_deliveries)
-            requeued = await conn.execute(q.RESCUE_REQUEUE, now)
-        return int(requeued.rsplit(" ", 1)[-1]), int(failed.rsplit(" ", 1)[-1])
-
-    async def purge(self, finished_before: float) -> int:
-        return await self._execute(q.PURGE, finished_before)
 
     async def wait_for_work(self, timeout: float) -> None:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="chatq-pg-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
+        await super().wait_for_work(timeout)
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection; when it drops, reconnect. Meanwhile waits poll."""
@@ -282,17 +189,17 @@ class PostgresStore:
                     server_settings={"application_name": _LISTENER_NAME},
                 )
                 await conn.add_listener(q.WORK_CHANNEL, self._notified)
-                self.listening = True
+                self._listening = True
                 self._work.set()  # whatever arrived while nobody listened
                 delay = 0.1
                 while True:
                     await asyncio.sleep(_LISTENER_CHECK_S)
-                    await asyncio.wait_for(conn.fetchval(q.PING), _LISTENER_CHECK_S)
+                    await asyncio.wait_for(conn.fetchval(shared.PING), _LISTENER_CHECK_S)
             except _UNAVAILABLE as exc:
-                if self.listening:
+                if self._listening:
                     log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             finally:
-                self.listening = False
+                self._listening = False
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay)
@@ -300,3 +207,8 @@ class PostgresStore:
 
     def _notified(self, *_: object) -> None:
         self._work.set()
+
+
+def _rows_touched(status: str) -> int:
+    """The row count at the end of a command tag such as 'UPDATE 3'."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,18 @@
+"""What the routes need, built once per API process and held on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatq.api.owner_cache import OwnerCache
+from chatq.api.pagination import TokenCodec
+from chatq.backends.models import ModelTable
+from chatq.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: Store
+    models: ModelTable  # to accept or refuse a model; the API builds no backend
+    tokens: TokenCodec
+    owners: OwnerCache

@@ -1,0 +1,74 @@
+"""The statements both dialects run as they are, each named after the store verb that runs it.
+
+Written once, in PostgreSQL's $1 placeholder style; the SQLite store runs them as ?1 (its
+own numbered style). What a dialect does its own way (claim, the batched submit and
+complete, migration bookkeeping) is in that dialect's queries.py, under the same names.
+"""
+
+APPLIED_MIGRATIONS = "SELECT version, name FROM schema_migrations ORDER BY version"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"
+
+PING = "SELECT 1"
+SECRET_INSERT = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+SECRET_GET = "SELECT value FROM meta WHERE name = $1"
+
+KEY_INSERT = """
+INSERT INTO api_keys (id, name, owner, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+"""
+KEY_OWNER = "SELECT owner FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL"
+KEY_LIST = "SELECT id, name, owner, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+KEY_REVOKE = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
+KEY_COUNT = "SELECT count(*) FROM api_keys"
+
+# Every query that returns requests selects these columns in this order, which is the field
+# order of Summary and Job (store/rows.py).
+SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
+JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message"
+# What a claim returns, oldest first: the fields of ClaimedJob.
+CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at"
+
+GET = f"SELECT {JOB_COLUMNS} FROM requests WHERE owner = $1 AND id = $2"
+# submit: the request that holds an owner's idempotency key, when a new one finds it taken.
+GET_BY_IDEMPOTENCY_KEY = f"""
+SELECT {JOB_COLUMNS} FROM requests WHERE owner = $1 AND idempotency_key = $2
+"""
+
+LIST_FIRST_PAGE = f"""
+SELECT {SUMMARY_COLUMNS} FROM requests WHERE owner = $1 ORDER BY seq DESC LIMIT $2
+"""
+LIST_PAGE_BEFORE = f"""
+SELECT {SUMMARY_COLUMNS} FROM requests WHERE owner = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
+"""
+
+RENEW = """
+UPDATE requests SET lease_expires_at = $1
+WHERE lease_owner = $2 AND status = 'IN_PROGRESS'
+"""
+FAIL = """
+UPDATE requests
+SET status = 'FAILED', failed_at = $1, error_message = $2, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = $3 AND status = 'IN_PROGRESS' AND lease_owner = $4
+"""
+RELEASE = """
+UPDATE requests
+SET status = 'CREATED', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    deliveries = deliveries - 1
+WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2
+"""
+RESCUE_FAIL = """
+UPDATE requests
+SET status = 'FAILED', failed_at = $1, lease_owner = NULL, lease_expires_at = NULL,
+    error_message = 'gave up: the worker running this request was lost '
+                    || deliveries || ' times'
+WHERE status = 'IN_PROGRESS' AND lease_expires_at < $1 AND deliveries >= $2
+"""
+RESCUE_REQUEUE = """
+UPDATE requests
+SET status = 'CREATED', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+WHERE status = 'IN_PROGRESS' AND lease_expires_at < $1
+"""
+PURGE = """
+DELETE FROM requests
+WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) < $1
+"""

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from chatq.backends.models import ModelTable
+from chatq.config import BackendConfig
+
+
+def test_exact_names_beat_globs_and_first_glob_wins() -> None:
+    table = ModelTable(
+        [
+            BackendConfig(name="a", type="echo", models=("sonar*", "x")),
+            BackendConfig(name="b", type="echo", models=("sonar-pro", "*")),
+        ]
+    )
+    assert _name(table, "sonar-pro") == "b"
+    assert _name(table, "sonar-small") == "a"
+    assert _name(table, "x") == "a"
+    assert _name(table, "anything") == "b"
+    assert table.models() == ["sonar*", "x", "sonar-pro", "*"]
+
+
+def test_unrouted_model_routes_to_none() -> None:
+    table = ModelTable([BackendConfig(name="a", type="echo", models=("echo",))])
+    assert table.route("Echo") is None
+    assert table.route("echo?") is None
+
+
+def test_without_config_echo_is_served() -> None:
+    assert _name(ModelTable.from_config([]), "echo") == "echo"
+
+
+def _name(table: ModelTable, model: str) -> str:
+    backend = table.route(model)
+    assert backend is not None
+    return backend.name
