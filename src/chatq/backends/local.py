@@ -11,8 +11,11 @@ behind a lock. The contexts map the same GGUF file (mmap), so its weights are in
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,12 @@ from chatq.domain import JSON
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+# llama-cpp-python silences llama.cpp while a model loads by pointing the process's stdout
+# and stderr (fds 1 and 2, and sys.stdout/sys.stderr) at /dev/null, then back. Two loads at
+# once interleave those swaps: the one that finishes last "restores" /dev/null, and every
+# log line of the process is lost from then on. So models load one at a time, process-wide.
+_LOADING = threading.Lock()
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MAX_TOKENS = 512
@@ -89,13 +98,15 @@ class LocalBackend:
     def _load(self) -> Llama:
         from llama_cpp import Llama
 
-        return Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.context_size,
-            n_threads=self._threads_each,
-            n_threads_batch=self._threads_each,
-            verbose=False,
-        )
+        with _LOADING:
+            _close_devnull_at_exit()
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.context_size,
+                n_threads=self._threads_each,
+                n_threads_batch=self._threads_each,
+                verbose=False,
+            )
 
     async def run(self, request_id: str, request: JSON) -> JSON:
         free = await self._pool()
@@ -126,6 +137,24 @@ class LocalBackend:
             while not self._free.empty():
                 self._free.get_nowait().close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_devnull_closed_at_exit = False
+
+
+def _close_devnull_at_exit() -> None:
+    """llama_cpp opens /dev/null twice at import for that silencing and never closes it, which
+    Python reports at exit as a ResourceWarning. Close both files at exit, when no model can
+    load any more (closing a model does not silence anything)."""
+    global _devnull_closed_at_exit
+    if _devnull_closed_at_exit:
+        return
+    _devnull_closed_at_exit = True
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        file = getattr(utils, name, None)
+        if file is not None:
+            atexit.register(file.close)
 
 
 def _generate(llama: Llama, request: JSON) -> Any:
