@@ -131,9 +131,9 @@ async def work(settings: Settings, announce: Announce) -> None:
 
 def _log_start(role: str, settings: Settings, table: ModelTable) -> None:
     log.info(
-        "chatq %s: %s on %s; models: %s",
-        chatq.__version__,
+        "starting %s (chatq %s) on %s; models: %s",
         role,
+        chatq.__version__,
         _redacted(settings.database_url),
         ", ".join(table.models()),
     )
