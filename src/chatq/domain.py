@@ -12,6 +12,9 @@ from typing import Any
 JSON = dict[str, Any]
 
 
+CANCELLED = "cancelled by the client"  # the error_message of a cancelled request
+
+
 class Status(enum.StrEnum):
     CREATED = "CREATED"
     IN_PROGRESS = "IN_PROGRESS"
@@ -66,6 +69,11 @@ class Job(Summary):
     request_hash: str
     response: JSON | None
     error_message: str | None
+    runs: int  # how many times its text has (re)started; the run its text belongs to
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (Status.COMPLETED, Status.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,22 @@ class ClaimedJob:
     request: JSON
     attempts: int  # claims so far, this one included
     created_at: float
+    run: int  # the run of its text that this claim starts
+
+
+@dataclass(frozen=True, slots=True)
+class TextPiece:
+    """A piece of a streamed request's text: it starts at character offset start of the
+    text of run number run."""
+
+    request_id: str
+    run: int
+    start: int
+    text: str
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
 
 
 @dataclass(frozen=True, slots=True)

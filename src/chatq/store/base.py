@@ -1,38 +1,59 @@
 """What both dialects do alike: every verb that is "run this statement", group commit of
-submits, waking idle workers. A dialect supplies its connection handling (the four
-primitives below), its own statements, and the verbs it runs its own way."""
+submits, waking idle workers, feeding this process's watchers. A dialect supplies its
+connection handling (the four primitives below), its own statements, and the verbs it runs
+its own way."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
 import contextlib
+import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
-from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary
+from chatq.domain import (
+    CANCELLED,
+    JSON,
+    ApiKey,
+    ClaimedJob,
+    Job,
+    NewRequest,
+    Status,
+    Summary,
+    TextPiece,
+)
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
+from chatq.store.feed import Change, ChangeFeed, Watch
 from chatq.store.rows import claimed_from_rows, job_from_row, page_from_rows
+
+log = logging.getLogger("chatq.store")
 
 # A submit's outcome: (job, created), or the exception for that request alone.
 SubmitOutcome = tuple[Job, bool] | Exception
 Statement = tuple[str, Sequence[Any]]
 
 _MAX_SUBMIT_BATCH = 512
+# How often watched requests are read again when no notification can be relied on.
+WATCH_POLL_S = 0.5
 
 
 class SqlStore(abc.ABC):
     # The dialect's own statements that the shared verbs run.
     CLAIM: ClassVar[str]
+    WATCHED: ClassVar[str]  # (id, status, runs, end of the current run's text) of ids $1
     MIGRATIONS_PACKAGE: ClassVar[str]
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._work = asyncio.Event()
+        self._cancels = asyncio.Event()
         self._submits = GroupCommit(self._submit_group, _MAX_SUBMIT_BATCH)
+        self._feed = ChangeFeed()
+        self._poller: asyncio.Task[None] | None = None
 
     # ---- the dialect's primitives
 
@@ -59,10 +80,28 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     async def _close_connections(self) -> None: ...
 
+    @abc.abstractmethod
+    def _announce(self, *changes: Change) -> None:
+        """Tell this process's watchers about changes just committed, unless the database
+        tells them itself (PostgreSQL's notifications)."""
+
+    @abc.abstractmethod
+    def _notified(self) -> bool:
+        """Whether the database's notifications reach this process now: if not, watched
+        requests are polled."""
+
+    @abc.abstractmethod
+    def _ensure_listening(self) -> None:
+        """Start whatever brings the database's notifications, if it is not running."""
+
     # ---- lifecycle
 
     async def close(self) -> None:
         await self._submits.drain()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
         await self._close_connections()
 
     async def ping(self) -> None:
@@ -121,7 +160,9 @@ class SqlStore(abc.ABC):
             return []
         now = self._clock()
         rows = await self._write(self.CLAIM, now, worker_id, now + lease_s, limit)
-        return claimed_from_rows(rows)
+        claimed = claimed_from_rows(rows)
+        self._announce(*(Change(j.id, Status.IN_PROGRESS, j.run) for j in claimed))
+        return claimed
 
     async def renew(self, worker_id: str, lease_s: float) -> int:
         return await self._execute(q.RENEW, self._clock() + lease_s, worker_id)
@@ -133,27 +174,157 @@ class SqlStore(abc.ABC):
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         # An upstream's error text may hold a NUL, which a PostgreSQL text column cannot.
         message = message.replace("\x00", "\\0")
-        return await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
+        failed = await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
+        if failed:
+            self._announce(Change(request_id, Status.FAILED))
+        return failed
 
     async def release(self, worker_id: str, request_ids: Sequence[str]) -> int:
         if not request_ids:
             return 0
-        counts = await self._execute_all([(q.RELEASE, (i, worker_id)) for i in request_ids])
-        if any(counts):
+        now = self._clock()
+        counts = await self._execute_all(
+            [
+                statement
+                for i in request_ids
+                for statement in (
+                    (q.RELEASE_CANCELLED, (i, worker_id, now, CANCELLED)),
+                    (q.RELEASE, (i, worker_id)),
+                )
+            ]
+        )
+        if any(counts[1::2]):
             self._work.set()
+        self._announce(*(Change(i) for i in request_ids))
         return sum(counts)
 
     async def rescue(self, max_deliveries: int) -> tuple[int, int]:
         now = self._clock()
-        failed, requeued = await self._execute_all(
-            [(q.RESCUE_FAIL, (now, max_deliveries)), (q.RESCUE_REQUEUE, (now,))]
+        cancelled, failed, requeued = await self._execute_all(
+            [
+                (q.RESCUE_CANCELLED, (now, CANCELLED)),
+                (q.RESCUE_FAIL, (now, max_deliveries)),
+                (q.RESCUE_REQUEUE, (now,)),
+            ]
         )
         if requeued:
             self._work.set()
-        return requeued, failed
+        if cancelled or failed or requeued:
+            self._announce(*(Change(i) for i in self._feed.watched()))
+        return requeued, cancelled + failed
 
     async def purge(self, finished_before: float) -> int:
-        return await self._execute(q.PURGE, finished_before)
+        _, purged = await self._execute_all(
+            [(q.PURGE_TEXT, (finished_before,)), (q.PURGE, (finished_before,))]
+        )
+        return purged
+
+    # ---- cancel, delete
+
+    async def cancel(self, owner: str, request_id: str) -> Job | None:
+        """CREATED -> FAILED at once; IN_PROGRESS: marked, for its worker to stop and fail;
+        finished: unchanged. The request as it then is, or None if the owner has none."""
+        now = self._clock()
+        failed, marked = await self._execute_all(
+            [
+                (q.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
+                (q.CANCEL_RUNNING, (now, owner, request_id)),
+            ]
+        )
+        if failed:
+            self._announce(Change(request_id, Status.FAILED))
+        if marked:
+            self._cancels.set()
+        return await self.get(owner, request_id)
+
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        """The requests worker_id holds whose cancel is pending."""
+        return [str(r[0]) for r in await self._read(q.CANCEL_REQUESTED, worker_id)]
+
+    async def wait_for_cancel(self, timeout: float) -> None:
+        """Return when a cancel of some running request may be pending, or after timeout."""
+        self._ensure_listening()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cancels.wait(), timeout)
+        self._cancels.clear()
+
+    async def delete(self, owner: str, request_id: str) -> bool | None:
+        """Delete a finished request and its text: True; False if it is not finished (left
+        as it is); None if the owner has no such request."""
+        deleted, _ = await self._execute_all(
+            [(q.DELETE, (owner, request_id)), (q.DELETE_TEXT, (request_id,))]
+        )
+        if deleted:
+            self._announce(Change(request_id))
+            return True
+        return None if await self.get(owner, request_id) is None else False
+
+    # ---- streamed text
+
+    async def append_text(self, worker_id: str, pieces: Sequence[TextPiece]) -> None:
+        """Store pieces of text of requests worker_id holds, each in its run; a piece of a
+        run that is no longer current, or of a request no longer held, is dropped."""
+        if not pieces:
+            return
+        counts = await self._execute_all(
+            [(q.APPEND_TEXT, (p.request_id, p.run, p.start, p.text, worker_id)) for p in pieces]
+        )
+        self._announce(
+            *(Change(p.request_id, piece=p) for p, n in zip(pieces, counts, strict=True) if n)
+        )
+
+    async def new_run(self, request_id: str, worker_id: str) -> int | None:
+        """Start another run of a held request's text (its call is being retried after text
+        was streamed); the new run's number, or None if the request is no longer held."""
+        rows = await self._write(q.NEW_RUN, request_id, worker_id)
+        if not rows:
+            return None
+        runs = int(rows[0][0])
+        self._announce(Change(request_id, Status.IN_PROGRESS, runs))
+        return runs
+
+    async def read_text(self, request_id: str, run: int) -> str:
+        """The text of a request's run, as stored so far."""
+        return "".join(str(r[0]) for r in await self._read(q.READ_TEXT, request_id, run))
+
+    # ---- watching
+
+    @contextlib.contextmanager
+    def watch(self, request_id: str) -> Iterator[Watch]:
+        """Changes to a request, from now on, while the block runs."""
+        self._ensure_listening()
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_watched(), name="chatq-watch-poller")
+        with self._feed.watch(request_id) as watch:
+            yield watch
+
+    async def _poll_watched(self) -> None:
+        """While requests are watched and notifications cannot be relied on, read them every
+        WATCH_POLL_S, all in one query, and announce the ones that changed."""
+        seen: dict[str, tuple[Any, ...] | None] = {}
+        while True:
+            await self._feed.watching.wait()
+            await asyncio.sleep(WATCH_POLL_S)
+            if self._notified():
+                seen.clear()
+                continue
+            watched = self._feed.watched()
+            try:
+                rows = await self._read(self.WATCHED, self._id_list(watched))
+            except Exception:
+                log.warning("polling watched requests failed; retrying", exc_info=True)
+                continue
+            now = {str(r[0]): tuple(r[1:]) for r in rows}
+            for request_id in watched:
+                # First seen counts as a change too: it may have changed since its watcher
+                # read it, and reading it again costs that watcher one query.
+                if request_id not in seen or seen[request_id] != now.get(request_id):
+                    self._feed.publish(Change(request_id))
+            seen = {i: now.get(i) for i in watched}
+
+    def _id_list(self, ids: list[str]) -> Any:
+        """ids as the dialect's WATCHED takes them."""
+        return ids
 
     async def wait_for_work(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
-from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary
+from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary, TextPiece
+from chatq.store.feed import Watch
 
 
 class Store(Protocol):
@@ -74,3 +76,34 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be available, or after timeout."""
+
+    # cancel and delete, as the API sees them
+    async def cancel(self, owner: str, request_id: str) -> Job | None:
+        """CREATED -> FAILED at once; IN_PROGRESS: marked for its worker to stop and fail;
+        finished: unchanged. The request as it then is, or None if the owner has none."""
+
+    async def delete(self, owner: str, request_id: str) -> bool | None:
+        """Delete a finished request and its text: True; False if it is not finished;
+        None if the owner has no such request."""
+
+    # cancel, as workers see it
+    async def cancel_requested(self, worker_id: str) -> list[str]:
+        """The requests worker_id holds whose cancel is pending."""
+
+    async def wait_for_cancel(self, timeout: float) -> None:
+        """Return when a cancel of a running request may be pending, or after timeout."""
+
+    # streamed text
+    async def append_text(self, worker_id: str, pieces: Sequence[TextPiece]) -> None:
+        """Store pieces of the text of requests worker_id holds, in one transaction; a piece
+        of a run that is no longer current, or of a request no longer held, is dropped."""
+
+    async def new_run(self, request_id: str, worker_id: str) -> int | None:
+        """Start another run of a held request's text; its number, or None if not held."""
+
+    async def read_text(self, request_id: str, run: int) -> str:
+        """The text of a request's run, as stored so far."""
+
+    # watching: one feed per process, fed by the database's notifications or by polling
+    def watch(self, request_id: str) -> AbstractContextManager[Watch]:
+        """Changes to a request from now on, while the block runs; no query while idle."""

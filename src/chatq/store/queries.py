@@ -23,9 +23,9 @@ KEY_COUNT = "SELECT count(*) FROM api_keys"
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
 SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
-JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message"
+JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs"
 # What a claim returns, oldest first: the fields of ClaimedJob.
-CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at"
+CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at, runs"
 
 GET = f"SELECT {JOB_COLUMNS} FROM requests WHERE owner = $1 AND id = $2"
 # submit: the request that holds an owner's idempotency key, when a new one finds it taken.
@@ -50,11 +50,24 @@ SET status = 'FAILED', failed_at = $1, error_message = $2, lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id = $3 AND status = 'IN_PROGRESS' AND lease_owner = $4
 """
+# A request whose cancel is pending is never handed back to the queue: it fails instead.
 RELEASE = """
 UPDATE requests
 SET status = 'CREATED', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
     deliveries = deliveries - 1
-WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2
+WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2 AND cancel_requested_at IS NULL
+"""
+RELEASE_CANCELLED = """
+UPDATE requests
+SET status = 'FAILED', failed_at = $3, error_message = $4, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2 AND cancel_requested_at IS NOT NULL
+"""
+RESCUE_CANCELLED = """
+UPDATE requests
+SET status = 'FAILED', failed_at = $1, error_message = $2, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE status = 'IN_PROGRESS' AND lease_expires_at < $1 AND cancel_requested_at IS NOT NULL
 """
 RESCUE_FAIL = """
 UPDATE requests
@@ -68,7 +81,54 @@ UPDATE requests
 SET status = 'CREATED', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL
 WHERE status = 'IN_PROGRESS' AND lease_expires_at < $1
 """
+PURGE_TEXT = """
+DELETE FROM request_text WHERE request_id IN (
+    SELECT id FROM requests
+    WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) < $1
+)
+"""
 PURGE = """
 DELETE FROM requests
 WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) < $1
 """
+
+# cancel: a request not yet claimed fails at once; a running one is marked, and the worker
+# holding it stops it (it polls CANCEL_REQUESTED) and fails it; a finished one is left alone.
+CANCEL_WAITING = """
+UPDATE requests SET status = 'FAILED', failed_at = $1, error_message = $2
+WHERE owner = $3 AND id = $4 AND status = 'CREATED'
+"""
+CANCEL_RUNNING = """
+UPDATE requests SET cancel_requested_at = $1
+WHERE owner = $2 AND id = $3 AND status = 'IN_PROGRESS' AND cancel_requested_at IS NULL
+"""
+CANCEL_REQUESTED = """
+SELECT id FROM requests
+WHERE lease_owner = $1 AND status = 'IN_PROGRESS' AND cancel_requested_at IS NOT NULL
+"""
+
+# delete: only a finished request, and its text with it.
+DELETE = """
+DELETE FROM requests WHERE owner = $1 AND id = $2 AND status IN ('COMPLETED', 'FAILED')
+"""
+DELETE_TEXT = """
+DELETE FROM request_text
+WHERE request_id = $1 AND NOT EXISTS (SELECT 1 FROM requests WHERE id = $1)
+"""
+
+# Streamed text: a piece is stored only while its run is the request's current one and the
+# worker still holds the request; a piece already stored (a retried write) is left as it is.
+APPEND_TEXT = """
+INSERT INTO request_text (request_id, run, start, text)
+SELECT $1, $2, $3, $4 WHERE EXISTS (
+    SELECT 1 FROM requests
+    WHERE id = $1 AND runs = $2 AND status = 'IN_PROGRESS' AND lease_owner = $5
+)
+ON CONFLICT (request_id, run, start) DO NOTHING
+"""
+NEW_RUN = """
+UPDATE requests SET runs = runs + 1
+WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2
+RETURNING runs
+"""
+READ_TEXT = "SELECT text FROM request_text WHERE request_id = $1 AND run = $2 ORDER BY start"

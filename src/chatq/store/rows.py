@@ -32,13 +32,13 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 def job_from_row(row: Any) -> Job:
     response = json.loads(row[10]) if row[10] is not None else None
-    return Job(*summary_values(row), row[8], row[9], response, row[11])
+    return Job(*summary_values(row), row[8], row[9], response, row[11], row[12])
 
 
 def claimed_from_rows(rows: Any) -> list[ClaimedJob]:
     """Claim rows (queries.CLAIMED_COLUMNS), oldest first."""
     ordered = sorted(rows, key=lambda r: int(r[0]))
-    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4]), r[5]) for r in ordered]
+    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4]), r[5], int(r[6])) for r in ordered]
 
 
 def dumps(value: Any) -> str:

@@ -6,6 +6,11 @@ column api_keys.revoked_at double precision
 column api_keys.secret_hash text not null
 column meta.name text not null
 column meta.value bytea not null
+column request_text.request_id text not null
+column request_text.run integer not null
+column request_text.start integer not null
+column request_text.text text not null
+column requests.cancel_requested_at double precision
 column requests.completed_at double precision
 column requests.created_at double precision not null
 column requests.deliveries integer not null default 0
@@ -20,6 +25,7 @@ column requests.owner text not null
 column requests.request text not null
 column requests.request_hash text not null
 column requests.response text
+column requests.runs integer not null default 0
 column requests.seq bigint not null identity
 column requests.started_at double precision
 column requests.status text not null
@@ -29,11 +35,16 @@ column schema_migrations.version integer not null
 constraint api_keys PRIMARY KEY (id)
 constraint api_keys UNIQUE (secret_hash)
 constraint meta PRIMARY KEY (name)
+constraint request_text PRIMARY KEY (request_id, run, start)
 constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'FAILED'::text])))
 constraint requests PRIMARY KEY (seq)
 constraint requests UNIQUE (id)
 constraint schema_migrations PRIMARY KEY (version)
+function chatq_notify_cancel
+function chatq_notify_status
+function chatq_notify_text
 function chatq_notify_work
+index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lease_owner) WHERE ((status = 'IN_PROGRESS'::text) AND (cancel_requested_at IS NOT NULL))
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
@@ -41,8 +52,12 @@ index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (
 index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
 index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
 index CREATE UNIQUE INDEX meta_pkey ON public.meta USING btree (name)
+index CREATE UNIQUE INDEX request_text_pkey ON public.request_text USING btree (request_id, run, start)
 index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)
 index CREATE UNIQUE INDEX requests_owner_idempotency ON public.requests USING btree (owner, idempotency_key) WHERE (idempotency_key IS NOT NULL)
 index CREATE UNIQUE INDEX requests_pkey ON public.requests USING btree (seq)
 index CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+trigger CREATE TRIGGER request_text_appended AFTER INSERT ON public.request_text FOR EACH ROW EXECUTE FUNCTION chatq_notify_text()
+trigger CREATE TRIGGER requests_cancel_requested AFTER UPDATE OF cancel_requested_at ON public.requests FOR EACH ROW WHEN (((old.cancel_requested_at IS NULL) AND (new.cancel_requested_at IS NOT NULL))) EXECUTE FUNCTION chatq_notify_cancel()
+trigger CREATE TRIGGER requests_status_changed AFTER UPDATE OF status, runs ON public.requests FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.runs <> new.runs))) EXECUTE FUNCTION chatq_notify_status()
 trigger CREATE TRIGGER requests_work_available AFTER INSERT OR UPDATE OF status ON public.requests FOR EACH ROW WHEN ((new.status = 'CREATED'::text)) EXECUTE FUNCTION chatq_notify_work()

@@ -2,7 +2,12 @@
 
 from chatq.store.queries import CLAIMED_COLUMNS, JOB_COLUMNS
 
-WORK_CHANNEL = "chatq_work"  # notified by the trigger of migration 0001
+# Notified by triggers: work to claim (migration 0001); a status change, a piece of text,
+# a cancel to act on (migration 0002).
+WORK_CHANNEL = "chatq_work"
+STATUS_CHANNEL = "chatq_status"
+TEXT_CHANNEL = "chatq_text"
+CANCEL_CHANNEL = "chatq_cancel"
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('chatq_migrate'))"
 
 CREATE_MIGRATIONS_TABLE = """
@@ -37,9 +42,18 @@ WITH picked AS (
 )
 UPDATE requests AS r
 SET status = 'IN_PROGRESS', started_at = $1, lease_owner = $2, lease_expires_at = $3,
-    deliveries = r.deliveries + 1
+    deliveries = r.deliveries + 1, runs = r.runs + 1
 WHERE r.seq = ANY(ARRAY(SELECT seq FROM picked)) AND r.status = 'CREATED'
 RETURNING {CLAIMED_COLUMNS}
+"""
+
+# The watched requests ($1: an array of ids), for polling them while notifications are off.
+WATCHED = """
+SELECT id, status, runs, (
+    SELECT coalesce(max(start + length(text)), 0) FROM request_text t
+    WHERE t.request_id = r.id AND t.run = r.runs
+)
+FROM requests r WHERE id = ANY($1::text[])
 """
 
 # Joined on the ids alone; the plans seen hash this worker's leased rows against the batch.

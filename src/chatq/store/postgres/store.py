@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from chatq.domain import JSON, NewRequest
+from chatq.domain import JSON, NewRequest, Status, TextPiece
 from chatq.store import queries as shared
 from chatq.store.base import SqlStore, Statement, SubmitOutcome
 from chatq.store.errors import IdempotencyConflict, StoreUnavailable, UnstorableRequest
+from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
 from chatq.store.rows import dumps, job_from_row
 
@@ -50,6 +51,7 @@ async def _leave_session_as_is(_: asyncpg.Connection) -> None:
 
 class PostgresStore(SqlStore):
     CLAIM = q.CLAIM
+    WATCHED = q.WATCHED
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
@@ -100,6 +102,12 @@ class PostgresStore(SqlStore):
     async def _execute_all(self, statements: Sequence[Statement]) -> list[int]:
         async with self._connection() as conn, conn.transaction():
             return [_rows_touched(await conn.execute(sql, *args)) for sql, args in statements]
+
+    def _announce(self, *changes: Change) -> None:
+        """Nothing to do: the triggers of migration 0002 notify every process, this one too."""
+
+    def _notified(self) -> bool:
+        return self._listening
 
     async def _close_connections(self) -> None:
         if self._listener is not None:
@@ -172,9 +180,12 @@ class PostgresStore(SqlStore):
         rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
         return {str(r[0]) for r in rows}
 
-    async def wait_for_work(self, timeout: float) -> None:
+    def _ensure_listening(self) -> None:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="chatq-pg-listener")
+
+    async def wait_for_work(self, timeout: float) -> None:
+        self._ensure_listening()
         await super().wait_for_work(timeout)
 
     async def _listen(self) -> None:
@@ -188,9 +199,16 @@ class PostgresStore(SqlStore):
                     timeout=_CONNECT_TIMEOUT_S,
                     server_settings={"application_name": _LISTENER_NAME},
                 )
-                await conn.add_listener(q.WORK_CHANNEL, self._notified)
+                await conn.add_listener(q.WORK_CHANNEL, self._on_work)
+                await conn.add_listener(q.STATUS_CHANNEL, self._on_status)
+                await conn.add_listener(q.TEXT_CHANNEL, self._on_text)
+                await conn.add_listener(q.CANCEL_CHANNEL, self._on_cancel)
                 self._listening = True
-                self._work.set()  # whatever arrived while nobody listened
+                # Whatever happened while nobody listened: look again.
+                self._work.set()
+                self._cancels.set()
+                for request_id in self._feed.watched():
+                    self._feed.publish(Change(request_id))
                 delay = 0.1
                 while True:
                     await asyncio.sleep(_LISTENER_CHECK_S)
@@ -205,8 +223,25 @@ class PostgresStore(SqlStore):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX_S)
 
-    def _notified(self, *_: object) -> None:
+    def _on_work(self, *_: object) -> None:
         self._work.set()
+
+    def _on_cancel(self, *_: object) -> None:
+        self._cancels.set()
+
+    def _on_status(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        request_id, status, runs = str(payload).split(" ")
+        self._feed.publish(Change(request_id, Status(status), int(runs)))
+
+    def _on_text(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        head, newline, text = str(payload).partition("\n")
+        request_id, run, start = head.split(" ")
+        if not newline:  # too long for a notification: the watcher reads it
+            self._feed.publish(Change(request_id))
+            return
+        self._feed.publish(
+            Change(request_id, piece=TextPiece(request_id, int(run), int(start), text))
+        )
 
 
 def _rows_touched(status: str) -> int:

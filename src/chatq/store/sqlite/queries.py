@@ -27,11 +27,20 @@ RETURNING {JOB_COLUMNS}
 CLAIM = f"""
 UPDATE requests
 SET status = 'IN_PROGRESS', started_at = $1, lease_owner = $2, lease_expires_at = $3,
-    deliveries = deliveries + 1
+    deliveries = deliveries + 1, runs = runs + 1
 WHERE seq IN (
     SELECT seq FROM requests WHERE status = 'CREATED' ORDER BY seq LIMIT $4
 )
 RETURNING {CLAIMED_COLUMNS}
+"""
+
+# The watched requests ($1: a JSON array of ids), for polling them.
+WATCHED = """
+SELECT id, status, runs, (
+    SELECT coalesce(max(start + length(text)), 0) FROM request_text t
+    WHERE t.request_id = r.id AND t.run = r.runs
+)
+FROM requests r WHERE id IN (SELECT value FROM json_each($1))
 """
 
 # One result per statement, all of a batch in one transaction.

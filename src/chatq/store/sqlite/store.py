@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import sqlite3
 import time
@@ -15,10 +16,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from chatq.domain import JSON, NewRequest
+from chatq.domain import JSON, NewRequest, Status
 from chatq.store import queries as shared
 from chatq.store.base import SqlStore, Statement, SubmitOutcome
 from chatq.store.errors import IdempotencyConflict, StoreUnavailable
+from chatq.store.feed import Change
 from chatq.store.rows import dumps, job_from_row
 from chatq.store.sqlite import queries as q
 
@@ -81,6 +83,7 @@ def _run(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> sqlite3.Cur
 
 class SqliteStore(SqlStore):
     CLAIM = q.CLAIM
+    WATCHED = q.WATCHED
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
@@ -116,6 +119,21 @@ class SqliteStore(SqlStore):
     async def _close_connections(self) -> None:
         await self._reader.close()
         await self._writer.close()
+
+    def _announce(self, *changes: Change) -> None:
+        for change in changes:
+            self._feed.publish(change)
+
+    def _ensure_listening(self) -> None:
+        """Nothing to start: SQLite has no notifications."""
+
+    def _notified(self) -> bool:
+        # What this process writes it announces itself; another process on the same file
+        # (chatq api beside chatq worker) can only be seen by polling.
+        return False
+
+    def _id_list(self, ids: list[str]) -> str:
+        return json.dumps(ids)
 
     # ---- the verbs SQLite runs its own way
 
@@ -158,7 +176,9 @@ class SqliteStore(SqlStore):
         counts = await self._execute_all(
             [(q.COMPLETE_MANY, (now, dumps(body), i, worker_id)) for i, body in results]
         )
-        return {i for (i, _), count in zip(results, counts, strict=True) if count == 1}
+        done = {i for (i, _), count in zip(results, counts, strict=True) if count == 1}
+        self._announce(*(Change(i, Status.COMPLETED) for i in done))
+        return done
 
 
 def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> SubmitOutcome:
