@@ -23,31 +23,28 @@ Target: <= 1.5.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import itertools
 import json
-import os
 import random
 import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from api import HERE, PATH, chatq, free_port, process
+from common import OWNER, PATH, arguments, chatq_server, database_with_key, row, table, wrk
 
 from chatq.api.models import AsyncApiChatCompletionsRequest
 from chatq.api.pagination import TokenCodec
@@ -56,7 +53,6 @@ from chatq.domain import request_fingerprint
 from chatq.store import open_store
 from chatq.store.rows import dumps
 
-OWNER = "bench"
 LIMIT = 20
 DEPTHS = 256
 PENDING = 20  # the newest rows: this many CREATED, and as many IN_PROGRESS before them
@@ -171,10 +167,10 @@ def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[An
 
 
 def _checked(rows: Iterator[tuple[Any, ...]], templates: Templates) -> Iterator[tuple[Any, ...]]:
-    for n, row in enumerate(rows):
-        if n % 99_991 == 0 or (row[3] == "FAILED" and n < 100):
-            templates.check(row)
-        yield row
+    for n, seeded in enumerate(rows):
+        if n % 99_991 == 0 or (seeded[3] == "FAILED" and n < 100):
+            templates.check(seeded)
+        yield seeded
 
 
 def seed(url: str, count: int) -> None:
@@ -218,23 +214,7 @@ class Database:
 @contextmanager
 def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
     """A fresh database holding count requests of OWNER, with a key and deep-page tokens."""
-    with ExitStack() as stack:
-        if store == "sqlite":
-            url = f"sqlite:///{workdir / f'list_{count}.db'}"
-        else:
-            admin = os.environ.get(
-                "CHATQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-            )
-            name = f"chatq_list_{os.getpid()}_{count}"
-            subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-            stack.callback(
-                subprocess.run,
-                ["psql", admin, "-qc", f"DROP DATABASE {name} WITH (FORCE)"],
-                check=True,
-            )
-            url = admin.rsplit("/", 1)[0] + f"/{name}"
-        chatq("migrate", "--database", url)
-        key = chatq("keys", "create", "bench-key", "--owner", OWNER, "--database", url)
+    with database_with_key(store, workdir, f"list_{count}") as (url, key):
         began = time.monotonic()
         seed(url, count)
         print(
@@ -309,39 +289,15 @@ def check_pages(base: str, db: Database) -> None:
 def run_wrk(
     url: str, script: str, seconds: int, connections: int, env: dict[str, str]
 ) -> tuple[float, float]:
-    """(requests/s, p99 ms) for one wrk thread."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    out = subprocess.run(
-        [*argv, "-s", str(HERE / script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"errors during the run:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """(requests/s, p99 ms) for one wrk thread; a socket error fails the run too."""
+    fail_on = ("Non-2xx", "Socket errors")
+    return wrk(
+        url, script, seconds=seconds, threads=1, connections=connections, env=env, fail_on=fail_on
+    )
 
 
 PAGES = (("first page", "get.lua"), ("deep pages", "deep.lua"))
 Sample = dict[str, tuple[float, float]]  # "page (layer)" -> (requests/s, p99 ms)
-
-
-def serve(db: Database) -> AbstractContextManager[str]:
-    port = free_port()
-    return process(
-        sys.executable,
-        "-m",
-        "chatq",
-        "api",
-        "--database",
-        db.url,
-        "--port",
-        str(port),
-        ready=f"http://127.0.0.1:{port}/healthz",
-    )
 
 
 def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: int) -> list[Sample]:
@@ -351,7 +307,7 @@ def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: in
     change in the machine's load touches every size alike; each figure is the median burst.
     """
     with ExitStack() as stack:
-        bases = [stack.enter_context(serve(db)) for db in dbs]
+        bases = [stack.enter_context(chatq_server("api", db.url)) for db in dbs]
         for base, db in zip(bases, dbs, strict=True):
             check_pages(base, db)
             env = {"KEY": db.key, "TOKENS": ",".join(db.tokens)}
@@ -405,16 +361,13 @@ def measure_verbs(dbs: list[Database], calls: int) -> list[Sample]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1k vs 20k rows, 1 run, 1 s bursts")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1k vs 20k rows, 1 run, 1 s bursts")
     parser.add_argument("--seconds", type=int, default=3, help="length of one wrk burst")
     parser.add_argument("--bursts", type=int, default=4, help="wrk bursts per size and page")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (<= 64)")
     parser.add_argument("--calls", type=int, default=5000, help="list_page calls per page")
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=1_000_000)
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench/list_scale.py needs wrk: apt-get install wrk", file=sys.stderr)
@@ -424,11 +377,15 @@ def main() -> int:
     else:
         runs, seconds, bursts, calls = args.runs, args.seconds, args.bursts, args.calls
         small, big = args.small, args.big
-    print(
-        f"| store | page | p99 ms at {small:,} | p99 ms at {big:,} | req/s at {small:,} "
-        f"| req/s at {big:,} | p99 ratio |"
+    table(
+        "store",
+        "page",
+        f"p99 ms at {small:,}",
+        f"p99 ms at {big:,}",
+        f"req/s at {small:,}",
+        f"req/s at {big:,}",
+        "p99 ratio",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     for store in args.stores:
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
             dbs = [stack.enter_context(seeded(store, n, Path(tmp))) for n in (small, big)]
@@ -441,11 +398,9 @@ def main() -> int:
             (rate_s, p99_s), (rate_b, p99_b) = (
                 _median_pair([run[size][name] for run in samples]) for size in range(2)
             )
-            print(
-                f"| {store} | {name} | {p99_s:.3g} | {p99_b:.3g} | {rate_s:,.0f} | {rate_b:,.0f} "
-                f"| {p99_b / p99_s:.2f} |",
-                flush=True,
-            )
+            p99s = (f"{p99:.3g}" for p99 in (p99_s, p99_b))
+            rates = (f"{rate:,.0f}" for rate in (rate_s, rate_b))
+            row(store, name, *p99s, *rates, f"{p99_b / p99_s:.2f}")
     return 0
 
 

@@ -24,7 +24,6 @@ process, from the first call to the last answer.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sqlite3
@@ -41,14 +40,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from api import chatq, database, free_port, process
+from common import arguments, chatq, database, row, script_server, table
 
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
 from chatq.domain import NewRequest, request_fingerprint
 from chatq.store import open_store
 
-HERE = Path(__file__).parent
 MODEL = "slow"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Take your time."}]}
 DONE_QUERY = (
@@ -182,16 +180,7 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
         workdir = Path(tmp)
         url = stack.enter_context(database(store, workdir))
         chatq("migrate", "--database", url)
-        port = free_port()
-        upstream = stack.enter_context(
-            process(
-                sys.executable,
-                str(HERE / "slow_upstream.py"),
-                str(port),
-                str(delay_s),
-                ready=f"http://127.0.0.1:{port}/healthz",
-            )
-        )
+        upstream = stack.enter_context(script_server("slow_upstream.py", str(delay_s)))
         config = workdir / "chatq.toml"
         config.write_text(CONFIG.format(in_flight=in_flight, base_url=upstream, model=MODEL))
         asyncio.run(submit_all(url, requests))
@@ -214,34 +203,35 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
 
 def baseline_once(requests: int, in_flight: int, delay_s: float) -> float:
     """The same calls through the backend alone, in this process, on a fresh upstream."""
-    port = free_port()
-    argv = (sys.executable, str(HERE / "slow_upstream.py"), str(port), str(delay_s))
-    with process(*argv, ready=f"http://127.0.0.1:{port}/healthz") as upstream:
+    with script_server("slow_upstream.py", str(delay_s)) as upstream:
         return asyncio.run(backend_alone(upstream, requests, in_flight))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="1 run of 200 requests x 0.5 s, 100 in flight"
-    )
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 200 requests x 0.5 s, 100 in flight")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=2.0, help="upstream answer time, s")
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     args = parser.parse_args()
     if args.quick:
         runs, requests, in_flight, delay_s = 1, 200, 100, 0.5
     else:
         runs, requests, in_flight, delay_s = args.runs, args.requests, args.in_flight, args.delay
     ideal = requests / in_flight * delay_s
-    print(
-        "| run | requests | in flight | delay s | ideal s | wall s | ideal / wall "
-        "| worker peak RSS MB | worker CPU s | upstream peak in flight | failed "
-        "| worker start-up s |"
+    table(
+        "run",
+        "requests",
+        "in flight",
+        "delay s",
+        "ideal s",
+        "wall s",
+        "ideal / wall",
+        "worker peak RSS MB",
+        "worker CPU s",
+        "upstream peak in flight",
+        "failed",
+        "worker start-up s",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     head = f"{requests:,} | {in_flight:,} | {delay_s:g} | {ideal:.1f}"
     for store in args.stores:
         samples = [run_once(store, requests, in_flight, delay_s) for _ in range(runs)]
@@ -251,13 +241,19 @@ def main() -> int:
         peak = statistics.median(s.upstream_peak for s in samples)
         failed = max(s.failed for s in samples)
         startup = statistics.median(s.startup_s for s in samples)
-        print(
-            f"| {store} | {head} | {wall:.2f} | {ideal / wall:.2f} | {rss:.0f} | {cpu:.1f} | "
-            f"{peak:,.0f} | {failed} | {startup:.2f} |",
-            flush=True,
+        row(
+            store,
+            head,
+            f"{wall:.2f}",
+            f"{ideal / wall:.2f}",
+            f"{rss:.0f}",
+            f"{cpu:.1f}",
+            f"{peak:,.0f}",
+            failed,
+            f"{startup:.2f}",
         )
     wall = statistics.median(baseline_once(requests, in_flight, delay_s) for _ in range(runs))
-    print(f"| backend alone | {head} | {wall:.2f} | {ideal / wall:.2f} | - | - | - | - | - |")
+    row("backend alone", head, f"{wall:.2f}", f"{ideal / wall:.2f}", *["-"] * 5)
     return 0
 
 

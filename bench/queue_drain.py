@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from api import database
+from common import arguments, database, row, table
 
 from chatq.domain import NewRequest, request_fingerprint
 from chatq.store import open_store
@@ -164,9 +164,7 @@ async def pgqueuer_consumer(url: str, batch_size: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 300 jobs: a smoke test")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 300 jobs: a smoke test", stores=False)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100, help="pgqueuer's dequeue batch size")
     parser.add_argument("--concurrency", type=int, default=256, help="chatq's (its default)")
@@ -188,11 +186,10 @@ def main() -> int:
             theirs.append(jobs / drain_pgqueuer(jobs, args.batch, workdir))
             ours.append(jobs / drain_chatq(jobs, args.concurrency, workdir))
     ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
-    print("| consumer (one process) | jobs | jobs/s |")
-    print("| --- | --- | --- |")
-    print(f"| pgqueuer {version}, batch {args.batch}, no-op | {jobs:,} | {theirs_rate:,.0f} |")
-    print(f"| chatq worker, concurrency {args.concurrency}, echo | {jobs:,} | {ours_rate:,.0f} |")
-    print(f"| ratio chatq / pgqueuer | | {ours_rate / theirs_rate:.2f} |", flush=True)
+    table("consumer (one process)", "jobs", "jobs/s")
+    row(f"pgqueuer {version}, batch {args.batch}, no-op", f"{jobs:,}", f"{theirs_rate:,.0f}")
+    row(f"chatq worker, concurrency {args.concurrency}, echo", f"{jobs:,}", f"{ours_rate:,.0f}")
+    row("ratio chatq / pgqueuer", "", f"{ours_rate / theirs_rate:.2f}")
     return 0
 
 
