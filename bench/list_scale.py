@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import random
-import re
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -42,15 +39,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-from common import OWNER, PATH, arguments, chatq_server, database_with_key, row, table, wrk
+from common import (
+    OWNER,
+    PATH,
+    arguments,
+    bulk_insert,
+    chatq_server,
+    database_with_key,
+    row,
+    seq_range,
+    summaries,
+    table,
+    with_store,
+    wrk,
+)
 
 from chatq.api.models import AsyncApiChatCompletionsRequest
 from chatq.api.pagination import TokenCodec
 from chatq.backends.normalize import completion_response
 from chatq.domain import request_fingerprint
-from chatq.store import open_store
+from chatq.store import Store, open_store
 from chatq.store.rows import dumps
 
 LIMIT = 20
@@ -60,29 +69,7 @@ FAILED_EVERY = 20
 IDEMPOTENT_EVERY = 10
 SPACING_S = 0.25  # between two submits
 ERROR = "gave up after 3 attempt(s); last error: upstream answered 503 Service Unavailable"
-COLUMNS = (
-    "id",
-    "owner",
-    "model",
-    "status",
-    "request",
-    "request_hash",
-    "idempotency_key",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "failed_at",
-    "response",
-    "error_message",
-    "deliveries",
-    "lease_owner",
-    "lease_expires_at",
-)
-SQLITE_INSERT = (
-    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
-CHUNK = 50_000
-
+Row = dict[str, Any]  # a row of the requests table, by column
 
 # ---- seeding
 
@@ -110,20 +97,22 @@ class Templates:
             '"@CREATED@"', "@CREATED@"
         )
 
-    def check(self, row: tuple[Any, ...]) -> None:
+    def check(self, seeded: Row) -> None:
         """The templated row is what chatq's own functions make of the same request."""
-        request = json.loads(row[4])
-        assert row[4] == dumps(request) and row[5] == request_fingerprint(request), row
-        if row[11] is not None:
-            response = json.loads(row[11])
+        request = json.loads(seeded["request"])
+        assert seeded["request"] == dumps(request), seeded
+        assert seeded["request_hash"] == request_fingerprint(request), seeded
+        if seeded["response"] is not None:
+            response = json.loads(seeded["response"])
             content = request["messages"][0]["content"]
             words = len(content.split())
-            expected = completion_response(row[0], "echo", content, words, words)
-            assert row[11] == dumps({**expected, "created": response["created"]}), row
+            expected = completion_response(seeded["id"], "echo", content, words, words)
+            assert seeded["response"] == dumps({**expected, "created": response["created"]})
 
 
-def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[Any, ...]]:
-    """count requests of OWNER in submit order (oldest first), ending just before now."""
+def seed_rows(count: int, now: float, templates: Templates) -> Iterator[Row]:
+    """count requests of OWNER in submit order (oldest first), ending just before now: a row
+    of the requests table each, by column."""
     start = now - count * SPACING_S
     for i in range(1, count + 1):
         request_id = str(uuid.uuid4())
@@ -146,58 +135,37 @@ def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[An
             if status == "COMPLETED"
             else None
         )
-        yield (
-            request_id,
-            OWNER,
-            "echo",
-            status,
-            templates.request.replace("@CONTENT@", content),
-            hashlib.sha256(templates.canonical.replace("@CONTENT@", content).encode()).hexdigest(),
-            f"bench-{i}" if i % IDEMPOTENT_EVERY == 0 else None,
-            created,
-            started if status != "CREATED" else None,
-            finished if status == "COMPLETED" else None,
-            finished if status == "FAILED" else None,
-            response,
-            ERROR if status == "FAILED" else None,
-            0 if status == "CREATED" else 1,
-            "bench-worker" if status == "IN_PROGRESS" else None,
-            now + 3600 if status == "IN_PROGRESS" else None,
-        )
+        canonical = templates.canonical.replace("@CONTENT@", content)
+        yield {
+            "id": request_id,
+            "owner": OWNER,
+            "model": "echo",
+            "status": status,
+            "request": templates.request.replace("@CONTENT@", content),
+            "request_hash": hashlib.sha256(canonical.encode()).hexdigest(),
+            "idempotency_key": f"bench-{i}" if i % IDEMPOTENT_EVERY == 0 else None,
+            "created_at": created,
+            "started_at": started if status != "CREATED" else None,
+            "completed_at": finished if status == "COMPLETED" else None,
+            "failed_at": finished if status == "FAILED" else None,
+            "response": response,
+            "error_message": ERROR if status == "FAILED" else None,
+            "deliveries": 0 if status == "CREATED" else 1,
+            "lease_owner": "bench-worker" if status == "IN_PROGRESS" else None,
+            "lease_expires_at": now + 3600 if status == "IN_PROGRESS" else None,
+        }
 
 
-def _checked(rows: Iterator[tuple[Any, ...]], templates: Templates) -> Iterator[tuple[Any, ...]]:
+def _checked(rows: Iterator[Row], templates: Templates) -> Iterator[Row]:
     for n, seeded in enumerate(rows):
-        if n % 99_991 == 0 or (seeded[3] == "FAILED" and n < 100):
+        if n % 99_991 == 0 or (seeded["status"] == "FAILED" and n < 100):
             templates.check(seeded)
         yield seeded
 
 
 def seed(url: str, count: int) -> None:
     templates = Templates()
-    rows = _checked(seed_rows(count, time.time(), templates), templates)
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            while chunk := list(itertools.islice(rows, CHUNK)):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(SQLITE_INSERT, chunk)
-                conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-        return
-
-    async def copy() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.copy_records_to_table("requests", records=rows, columns=COLUMNS)
-            # What autovacuum does to a live table after this many inserts, done now.
-            await conn.execute("VACUUM ANALYZE requests")
-        finally:
-            await conn.close()
-
-    asyncio.run(copy())
+    bulk_insert(url, "requests", _checked(seed_rows(count, time.time(), templates), templates))
 
 
 # ---- databases and tokens
@@ -222,29 +190,10 @@ def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
             file=sys.stderr,
             flush=True,
         )
-        low, high = query(url, "SELECT min(seq), max(seq) FROM requests WHERE owner = $1", OWNER)[0]
+        low, high = seq_range(url, OWNER)
         rng = random.Random(count)
         seqs = [rng.randint(low + LIMIT + 1, high - LIMIT) for _ in range(DEPTHS)]
         yield Database(url, key, seqs, deep_tokens(url, seqs))
-
-
-def query(url: str, sql: str, *args: Any) -> list[Any]:
-    """Rows of one read-only statement written with $1 placeholders."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-        try:
-            return conn.execute(re.sub(r"\$\d", "?", sql), args).fetchall()
-        finally:
-            conn.close()
-
-    async def fetch() -> list[Any]:
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
 
 
 def deep_tokens(url: str, seqs: list[int]) -> list[str]:
@@ -254,27 +203,21 @@ def deep_tokens(url: str, seqs: list[int]) -> list[str]:
     `chatq api` calls at start), so each is a token the server itself could have returned.
     """
 
-    async def secret() -> bytes:
-        store = await open_store(url)
-        try:
-            return await store.secret("next_token")
-        finally:
-            await store.close()
+    async def secret(store: Store) -> bytes:
+        return await store.secret("next_token")
 
-    codec = TokenCodec(asyncio.run(secret()))
+    codec = TokenCodec(with_store(url, secret))
     return [codec.encode(OWNER, seq) for seq in seqs]
 
 
 def check_pages(base: str, db: Database) -> None:
     """The pages wrk will load are what the store holds, next_token included."""
-    newest = query(
-        db.url, "SELECT id FROM requests WHERE owner = $1 ORDER BY seq DESC LIMIT $2", OWNER, 41
-    )
+    newest = [s.id for s in summaries(db.url, limit=2 * LIMIT + 1)]
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {db.key}"}) as client:
         first = client.get(PATH, params={"limit": LIMIT}).json()
-        assert [r["id"] for r in first["requests"]] == [r[0] for r in newest[:LIMIT]], first
+        assert [r["id"] for r in first["requests"]] == newest[:LIMIT], first
         second = client.get(PATH, params={"limit": LIMIT, "next_token": first["next_token"]})
-        assert [r["id"] for r in second.json()["requests"]] == [r[0] for r in newest[LIMIT:40]]
+        assert [r["id"] for r in second.json()["requests"]] == newest[LIMIT : 2 * LIMIT]
         for token in db.tokens[:8]:
             deep = client.get(PATH, params={"limit": LIMIT, "next_token": token}).json()
             assert len(deep["requests"]) == LIMIT and deep["next_token"], deep

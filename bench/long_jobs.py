@@ -26,34 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
-from common import arguments, chatq, database, row, script_server, table
+from common import arguments, database, finished, preload, row, script_server, table
 
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
-from chatq.domain import NewRequest, request_fingerprint
-from chatq.store import open_store
 
 MODEL = "slow"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Take your time."}]}
-DONE_QUERY = (
-    "SELECT count(*), max(coalesce(completed_at, failed_at)), "
-    "sum(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END) "
-    "FROM requests WHERE status IN ('COMPLETED', 'FAILED')"
-)
 
 
 @dataclass(frozen=True)
@@ -78,42 +68,6 @@ models = ["{model}"]
 max_concurrency = {in_flight}
 timeout_s = 120
 """
-
-
-async def submit_all(url: str, requests: int) -> None:
-    """Submit through the store's own verb, 100 at a time, as the API would."""
-    store = await open_store(url)
-    try:
-        news = [
-            NewRequest(str(uuid.uuid4()), "bench", MODEL, BODY, request_fingerprint(BODY), None)
-            for _ in range(requests)
-        ]
-        for start in range(0, requests, 100):
-            await asyncio.gather(*(store.submit(n) for n in news[start : start + 100]))
-    finally:
-        await store.close()
-
-
-def done_so_far(url: str) -> tuple[int, float | None, int]:
-    """(finished jobs, last finish time, failed jobs): one cheap aggregate query."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True)
-        try:
-            count, last, failed = conn.execute(DONE_QUERY).fetchone()
-        finally:
-            conn.close()
-        return int(count), last, int(failed or 0)
-
-    async def fetch() -> tuple[int, float | None, int]:
-        conn = await asyncpg.connect(url)
-        try:
-            row = await conn.fetchrow(DONE_QUERY)
-        finally:
-            await conn.close()
-        assert row is not None
-        return int(row[0]), row[1], int(row[2] or 0)
-
-    return asyncio.run(fetch())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -179,26 +133,23 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         url = stack.enter_context(database(store, workdir))
-        chatq("migrate", "--database", url)
         upstream = stack.enter_context(script_server("slow_upstream.py", str(delay_s)))
         config = workdir / "chatq.toml"
         config.write_text(CONFIG.format(in_flight=in_flight, base_url=upstream, model=MODEL))
-        asyncio.run(submit_all(url, requests))
+        preload(url, [BODY] * requests)  # the store's own submit verb, 100 at a time
         proc, startup_s = stack.enter_context(worker(url, config, workdir / "worker.log"))
         started = time.time()
         deadline = time.monotonic() + 20 * requests / in_flight * delay_s + 60
-        while True:
-            count, last, failed = done_so_far(url)
-            if count >= requests:
-                break
+        while (done := finished(url)).count < requests:
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (workdir / "worker.log").read_text()[-2000:]
-                raise RuntimeError(f"{count}/{requests} finished; worker log:\n{tail}")
+                raise RuntimeError(f"{done.count}/{requests} finished; worker log:\n{tail}")
             time.sleep(0.25)
         rss, cpu = peak_rss_mb(proc.pid), cpu_s(proc.pid)
         stats = httpx.get(f"{upstream}/stats", timeout=10).json()
-        assert last is not None
-        return Sample(last - started, startup_s, rss, cpu, int(stats["peak"]), failed)
+        assert done.last_finished is not None
+        wall_s = done.last_finished - started
+        return Sample(wall_s, startup_s, rss, cpu, int(stats["peak"]), done.failed)
 
 
 def baseline_once(requests: int, in_flight: int, delay_s: float) -> float:

@@ -11,8 +11,6 @@ in the same run is the client's own round trip for the submit.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -20,7 +18,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import asyncpg
 import httpx
 from common import (
     CHAT,
@@ -30,27 +27,16 @@ from common import (
     database_with_key,
     process,
     row,
+    summaries,
     table,
 )
 
-ID_QUERY = "SELECT (started_at - created_at) * 1000 FROM requests WHERE started_at IS NOT NULL"
-
 
 def latencies_ms(url: str) -> list[float]:
-    if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            rows = conn.execute(ID_QUERY).fetchall()
-        conn.close()
-        return [float(r[0]) for r in rows]
-
-    async def fetch() -> list[float]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [float(r[0]) for r in await conn.fetch(ID_QUERY)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    """started_at - created_at of each started request, as the store recorded them."""
+    return [
+        (s.started_at - s.created_at) * 1000 for s in summaries(url) if s.started_at is not None
+    ]
 
 
 def run_once(store: str, requests: int, gap_s: float) -> tuple[list[float], list[float]]:
