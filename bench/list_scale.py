@@ -23,40 +23,45 @@ Target: <= 1.5.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
-import itertools
 import json
-import os
 import random
-import re
 import shutil
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-from api import HERE, PATH, chatq, free_port, process
+from common import (
+    OWNER,
+    PATH,
+    arguments,
+    bulk_insert,
+    chatq_server,
+    database_with_key,
+    row,
+    seq_range,
+    summaries,
+    table,
+    with_store,
+    wrk,
+)
 
 from chatq.api.models import AsyncApiChatCompletionsRequest
 from chatq.api.pagination import TokenCodec
 from chatq.backends.normalize import completion_response
 from chatq.domain import request_fingerprint
-from chatq.store import open_store
+from chatq.store import Store, open_store
 from chatq.store.rows import dumps
 
-OWNER = "bench"
 LIMIT = 20
 DEPTHS = 256
 PENDING = 20  # the newest rows: this many CREATED, and as many IN_PROGRESS before them
@@ -64,29 +69,7 @@ FAILED_EVERY = 20
 IDEMPOTENT_EVERY = 10
 SPACING_S = 0.25  # between two submits
 ERROR = "gave up after 3 attempt(s); last error: upstream answered 503 Service Unavailable"
-COLUMNS = (
-    "id",
-    "owner",
-    "model",
-    "status",
-    "request",
-    "request_hash",
-    "idempotency_key",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "failed_at",
-    "response",
-    "error_message",
-    "deliveries",
-    "lease_owner",
-    "lease_expires_at",
-)
-SQLITE_INSERT = (
-    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
-CHUNK = 50_000
-
+Row = dict[str, Any]  # a row of the requests table, by column
 
 # ---- seeding
 
@@ -114,20 +97,22 @@ class Templates:
             '"@CREATED@"', "@CREATED@"
         )
 
-    def check(self, row: tuple[Any, ...]) -> None:
+    def check(self, seeded: Row) -> None:
         """The templated row is what chatq's own functions make of the same request."""
-        request = json.loads(row[4])
-        assert row[4] == dumps(request) and row[5] == request_fingerprint(request), row
-        if row[11] is not None:
-            response = json.loads(row[11])
+        request = json.loads(seeded["request"])
+        assert seeded["request"] == dumps(request), seeded
+        assert seeded["request_hash"] == request_fingerprint(request), seeded
+        if seeded["response"] is not None:
+            response = json.loads(seeded["response"])
             content = request["messages"][0]["content"]
             words = len(content.split())
-            expected = completion_response(row[0], "echo", content, words, words)
-            assert row[11] == dumps({**expected, "created": response["created"]}), row
+            expected = completion_response(seeded["id"], "echo", content, words, words)
+            assert seeded["response"] == dumps({**expected, "created": response["created"]})
 
 
-def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[Any, ...]]:
-    """count requests of OWNER in submit order (oldest first), ending just before now."""
+def seed_rows(count: int, now: float, templates: Templates) -> Iterator[Row]:
+    """count requests of OWNER in submit order (oldest first), ending just before now: a row
+    of the requests table each, by column."""
     start = now - count * SPACING_S
     for i in range(1, count + 1):
         request_id = str(uuid.uuid4())
@@ -150,58 +135,37 @@ def seed_rows(count: int, now: float, templates: Templates) -> Iterator[tuple[An
             if status == "COMPLETED"
             else None
         )
-        yield (
-            request_id,
-            OWNER,
-            "echo",
-            status,
-            templates.request.replace("@CONTENT@", content),
-            hashlib.sha256(templates.canonical.replace("@CONTENT@", content).encode()).hexdigest(),
-            f"bench-{i}" if i % IDEMPOTENT_EVERY == 0 else None,
-            created,
-            started if status != "CREATED" else None,
-            finished if status == "COMPLETED" else None,
-            finished if status == "FAILED" else None,
-            response,
-            ERROR if status == "FAILED" else None,
-            0 if status == "CREATED" else 1,
-            "bench-worker" if status == "IN_PROGRESS" else None,
-            now + 3600 if status == "IN_PROGRESS" else None,
-        )
+        canonical = templates.canonical.replace("@CONTENT@", content)
+        yield {
+            "id": request_id,
+            "owner": OWNER,
+            "model": "echo",
+            "status": status,
+            "request": templates.request.replace("@CONTENT@", content),
+            "request_hash": hashlib.sha256(canonical.encode()).hexdigest(),
+            "idempotency_key": f"bench-{i}" if i % IDEMPOTENT_EVERY == 0 else None,
+            "created_at": created,
+            "started_at": started if status != "CREATED" else None,
+            "completed_at": finished if status == "COMPLETED" else None,
+            "failed_at": finished if status == "FAILED" else None,
+            "response": response,
+            "error_message": ERROR if status == "FAILED" else None,
+            "deliveries": 0 if status == "CREATED" else 1,
+            "lease_owner": "bench-worker" if status == "IN_PROGRESS" else None,
+            "lease_expires_at": now + 3600 if status == "IN_PROGRESS" else None,
+        }
 
 
-def _checked(rows: Iterator[tuple[Any, ...]], templates: Templates) -> Iterator[tuple[Any, ...]]:
-    for n, row in enumerate(rows):
-        if n % 99_991 == 0 or (row[3] == "FAILED" and n < 100):
-            templates.check(row)
-        yield row
+def _checked(rows: Iterator[Row], templates: Templates) -> Iterator[Row]:
+    for n, seeded in enumerate(rows):
+        if n % 99_991 == 0 or (seeded["status"] == "FAILED" and n < 100):
+            templates.check(seeded)
+        yield seeded
 
 
 def seed(url: str, count: int) -> None:
     templates = Templates()
-    rows = _checked(seed_rows(count, time.time(), templates), templates)
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            while chunk := list(itertools.islice(rows, CHUNK)):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(SQLITE_INSERT, chunk)
-                conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-        return
-
-    async def copy() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.copy_records_to_table("requests", records=rows, columns=COLUMNS)
-            # What autovacuum does to a live table after this many inserts, done now.
-            await conn.execute("VACUUM ANALYZE requests")
-        finally:
-            await conn.close()
-
-    asyncio.run(copy())
+    bulk_insert(url, "requests", _checked(seed_rows(count, time.time(), templates), templates))
 
 
 # ---- databases and tokens
@@ -218,23 +182,7 @@ class Database:
 @contextmanager
 def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
     """A fresh database holding count requests of OWNER, with a key and deep-page tokens."""
-    with ExitStack() as stack:
-        if store == "sqlite":
-            url = f"sqlite:///{workdir / f'list_{count}.db'}"
-        else:
-            admin = os.environ.get(
-                "CHATQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-            )
-            name = f"chatq_list_{os.getpid()}_{count}"
-            subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-            stack.callback(
-                subprocess.run,
-                ["psql", admin, "-qc", f"DROP DATABASE {name} WITH (FORCE)"],
-                check=True,
-            )
-            url = admin.rsplit("/", 1)[0] + f"/{name}"
-        chatq("migrate", "--database", url)
-        key = chatq("keys", "create", "bench-key", "--owner", OWNER, "--database", url)
+    with database_with_key(store, workdir, f"list_{count}") as (url, key):
         began = time.monotonic()
         seed(url, count)
         print(
@@ -242,29 +190,10 @@ def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
             file=sys.stderr,
             flush=True,
         )
-        low, high = query(url, "SELECT min(seq), max(seq) FROM requests WHERE owner = $1", OWNER)[0]
+        low, high = seq_range(url, OWNER)
         rng = random.Random(count)
         seqs = [rng.randint(low + LIMIT + 1, high - LIMIT) for _ in range(DEPTHS)]
         yield Database(url, key, seqs, deep_tokens(url, seqs))
-
-
-def query(url: str, sql: str, *args: Any) -> list[Any]:
-    """Rows of one read-only statement written with $1 placeholders."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-        try:
-            return conn.execute(re.sub(r"\$\d", "?", sql), args).fetchall()
-        finally:
-            conn.close()
-
-    async def fetch() -> list[Any]:
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
 
 
 def deep_tokens(url: str, seqs: list[int]) -> list[str]:
@@ -274,27 +203,21 @@ def deep_tokens(url: str, seqs: list[int]) -> list[str]:
     `chatq api` calls at start), so each is a token the server itself could have returned.
     """
 
-    async def secret() -> bytes:
-        store = await open_store(url)
-        try:
-            return await store.secret("next_token")
-        finally:
-            await store.close()
+    async def secret(store: Store) -> bytes:
+        return await store.secret("next_token")
 
-    codec = TokenCodec(asyncio.run(secret()))
+    codec = TokenCodec(with_store(url, secret))
     return [codec.encode(OWNER, seq) for seq in seqs]
 
 
 def check_pages(base: str, db: Database) -> None:
     """The pages wrk will load are what the store holds, next_token included."""
-    newest = query(
-        db.url, "SELECT id FROM requests WHERE owner = $1 ORDER BY seq DESC LIMIT $2", OWNER, 41
-    )
+    newest = [s.id for s in summaries(db.url, limit=2 * LIMIT + 1)]
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {db.key}"}) as client:
         first = client.get(PATH, params={"limit": LIMIT}).json()
-        assert [r["id"] for r in first["requests"]] == [r[0] for r in newest[:LIMIT]], first
+        assert [r["id"] for r in first["requests"]] == newest[:LIMIT], first
         second = client.get(PATH, params={"limit": LIMIT, "next_token": first["next_token"]})
-        assert [r["id"] for r in second.json()["requests"]] == [r[0] for r in newest[LIMIT:40]]
+        assert [r["id"] for r in second.json()["requests"]] == newest[LIMIT : 2 * LIMIT]
         for token in db.tokens[:8]:
             deep = client.get(PATH, params={"limit": LIMIT, "next_token": token}).json()
             assert len(deep["requests"]) == LIMIT and deep["next_token"], deep
@@ -309,39 +232,15 @@ def check_pages(base: str, db: Database) -> None:
 def run_wrk(
     url: str, script: str, seconds: int, connections: int, env: dict[str, str]
 ) -> tuple[float, float]:
-    """(requests/s, p99 ms) for one wrk thread."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    out = subprocess.run(
-        [*argv, "-s", str(HERE / script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"errors during the run:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """(requests/s, p99 ms) for one wrk thread; a socket error fails the run too."""
+    fail_on = ("Non-2xx", "Socket errors")
+    return wrk(
+        url, script, seconds=seconds, threads=1, connections=connections, env=env, fail_on=fail_on
+    )
 
 
 PAGES = (("first page", "get.lua"), ("deep pages", "deep.lua"))
 Sample = dict[str, tuple[float, float]]  # "page (layer)" -> (requests/s, p99 ms)
-
-
-def serve(db: Database) -> AbstractContextManager[str]:
-    port = free_port()
-    return process(
-        sys.executable,
-        "-m",
-        "chatq",
-        "api",
-        "--database",
-        db.url,
-        "--port",
-        str(port),
-        ready=f"http://127.0.0.1:{port}/healthz",
-    )
 
 
 def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: int) -> list[Sample]:
@@ -351,7 +250,7 @@ def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: in
     change in the machine's load touches every size alike; each figure is the median burst.
     """
     with ExitStack() as stack:
-        bases = [stack.enter_context(serve(db)) for db in dbs]
+        bases = [stack.enter_context(chatq_server("api", db.url)) for db in dbs]
         for base, db in zip(bases, dbs, strict=True):
             check_pages(base, db)
             env = {"KEY": db.key, "TOKENS": ",".join(db.tokens)}
@@ -405,16 +304,13 @@ def measure_verbs(dbs: list[Database], calls: int) -> list[Sample]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1k vs 20k rows, 1 run, 1 s bursts")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1k vs 20k rows, 1 run, 1 s bursts")
     parser.add_argument("--seconds", type=int, default=3, help="length of one wrk burst")
     parser.add_argument("--bursts", type=int, default=4, help="wrk bursts per size and page")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (<= 64)")
     parser.add_argument("--calls", type=int, default=5000, help="list_page calls per page")
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=1_000_000)
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench/list_scale.py needs wrk: apt-get install wrk", file=sys.stderr)
@@ -424,11 +320,15 @@ def main() -> int:
     else:
         runs, seconds, bursts, calls = args.runs, args.seconds, args.bursts, args.calls
         small, big = args.small, args.big
-    print(
-        f"| store | page | p99 ms at {small:,} | p99 ms at {big:,} | req/s at {small:,} "
-        f"| req/s at {big:,} | p99 ratio |"
+    table(
+        "store",
+        "page",
+        f"p99 ms at {small:,}",
+        f"p99 ms at {big:,}",
+        f"req/s at {small:,}",
+        f"req/s at {big:,}",
+        "p99 ratio",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     for store in args.stores:
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
             dbs = [stack.enter_context(seeded(store, n, Path(tmp))) for n in (small, big)]
@@ -441,11 +341,9 @@ def main() -> int:
             (rate_s, p99_s), (rate_b, p99_b) = (
                 _median_pair([run[size][name] for run in samples]) for size in range(2)
             )
-            print(
-                f"| {store} | {name} | {p99_s:.3g} | {p99_b:.3g} | {rate_s:,.0f} | {rate_b:,.0f} "
-                f"| {p99_b / p99_s:.2f} |",
-                flush=True,
-            )
+            p99s = (f"{p99:.3g}" for p99 in (p99_s, p99_b))
+            rates = (f"{rate:,.0f}" for rate in (rate_s, rate_b))
+            row(store, name, *p99s, *rates, f"{p99_b / p99_s:.2f}")
     return 0
 
 

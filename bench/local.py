@@ -15,18 +15,16 @@ chatq could use: one context behind a lock (all cores in it) or a pool of contex
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from api import PATH, chatq, free_port, process
+from common import PATH, arguments, chatq_server, database_with_key, row, table
 from llama_cpp import Llama
 
 from chatq.backends.local import smollm2_path
@@ -99,39 +97,35 @@ def direct(
 
 
 def through_chatq(messages: list[list[dict[str, str]]], max_tokens: int) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        chatq("migrate", "--database", url)
-        key = chatq("keys", "create", "bench", "--database", url)
-        port = free_port()
-        serve = (sys.executable, "-m", "chatq", "serve", "--database", url, "--port", str(port))
-        with (
-            process(*serve, ready=f"http://127.0.0.1:{port}/healthz") as base,
-            httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
-            ) as client,
-        ):
-            warm = {"model": "smollm2", "messages": messages[0], "max_tokens": max_tokens}
-            wait_all(client, [client.post(PATH, json={"request": warm}).json()["id"]])
-            started = time.perf_counter()
-            ids = [
-                client.post(
-                    PATH,
-                    json={
-                        "request": {
-                            "model": "smollm2",
-                            "messages": m,
-                            "max_tokens": max_tokens,
-                            "temperature": 0,
-                            "seed": 1,
-                        }
-                    },
-                ).json()["id"]
-                for m in messages
-            ]
-            wait_all(client, ids)
-            elapsed = time.perf_counter() - started
-            return elapsed, generated_tokens(client, ids)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        database_with_key("sqlite", Path(tmp)) as (url, key),
+        chatq_server("serve", url) as base,
+        httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client,
+    ):
+        warm = {"model": "smollm2", "messages": messages[0], "max_tokens": max_tokens}
+        wait_all(client, [client.post(PATH, json={"request": warm}).json()["id"]])
+        started = time.perf_counter()
+        ids = [
+            client.post(
+                PATH,
+                json={
+                    "request": {
+                        "model": "smollm2",
+                        "messages": m,
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                        "seed": 1,
+                    }
+                },
+            ).json()["id"]
+            for m in messages
+        ]
+        wait_all(client, ids)
+        elapsed = time.perf_counter() - started
+        return elapsed, generated_tokens(client, ids)
 
 
 def wait_all(client: httpx.Client, ids: list[str]) -> None:
@@ -159,9 +153,7 @@ def generated_tokens(client: httpx.Client, ids: list[str]) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 2 prompts: a smoke test")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 2 prompts: a smoke test", stores=False)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
@@ -169,8 +161,7 @@ def main() -> int:
     messages = prompts(count)
     cores = os.cpu_count() or 1
 
-    print("| path | requests/s | generated tokens/s |")
-    print("| --- | --- | --- |")
+    table("path", "requests/s", "generated tokens/s")
     ours = [through_chatq(messages, args.max_tokens) for _ in range(runs)]
     bare = [direct(messages, args.max_tokens, cores, 1) for _ in range(runs)]
     rows = {}
@@ -178,18 +169,18 @@ def main() -> int:
         rps = statistics.median(count / s for s, _ in samples)
         tps = statistics.median(t / s for s, t in samples)
         rows[name] = (rps, tps)
-        print(f"| {name} | {rps:.2f} | {tps:.1f} |")
+        row(name, f"{rps:.2f}", f"{tps:.1f}")
     (d_rps, d_tps), (c_rps, c_tps) = rows.values()
-    print(f"| ratio chatq / direct | {c_rps / d_rps:.2f} | {c_tps / d_tps:.2f} |\n")
+    row("ratio chatq / direct", f"{c_rps / d_rps:.2f}", f"{c_tps / d_tps:.2f}")
+    print()
 
-    print("| sharing llama.cpp between concurrent requests | generated tokens/s |")
-    print("| --- | --- |")
+    table("sharing llama.cpp between concurrent requests", "generated tokens/s")
     for name, contexts, threads in (
         (f"1 context, {cores} threads, behind a lock", 1, cores),
         (f"{cores} contexts, 1 thread each (chatq's choice)", cores, 1),
     ):
         samples = [direct(messages, args.max_tokens, contexts, threads) for _ in range(runs)]
-        print(f"| {name} | {statistics.median(t / s for s, t in samples):.1f} |")
+        row(name, f"{statistics.median(t / s for s, t in samples):.1f}")
     return 0
 
 

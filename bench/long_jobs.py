@@ -24,38 +24,26 @@ process, from the first call to the last answer.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
-from api import chatq, database, free_port, process
+from common import arguments, database, finished, preload, row, script_server, table
 
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
-from chatq.domain import NewRequest, request_fingerprint
-from chatq.store import open_store
 
-HERE = Path(__file__).parent
 MODEL = "slow"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Take your time."}]}
-DONE_QUERY = (
-    "SELECT count(*), max(coalesce(completed_at, failed_at)), "
-    "sum(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END) "
-    "FROM requests WHERE status IN ('COMPLETED', 'FAILED')"
-)
 
 
 @dataclass(frozen=True)
@@ -80,42 +68,6 @@ models = ["{model}"]
 max_concurrency = {in_flight}
 timeout_s = 120
 """
-
-
-async def submit_all(url: str, requests: int) -> None:
-    """Submit through the store's own verb, 100 at a time, as the API would."""
-    store = await open_store(url)
-    try:
-        news = [
-            NewRequest(str(uuid.uuid4()), "bench", MODEL, BODY, request_fingerprint(BODY), None)
-            for _ in range(requests)
-        ]
-        for start in range(0, requests, 100):
-            await asyncio.gather(*(store.submit(n) for n in news[start : start + 100]))
-    finally:
-        await store.close()
-
-
-def done_so_far(url: str) -> tuple[int, float | None, int]:
-    """(finished jobs, last finish time, failed jobs): one cheap aggregate query."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True)
-        try:
-            count, last, failed = conn.execute(DONE_QUERY).fetchone()
-        finally:
-            conn.close()
-        return int(count), last, int(failed or 0)
-
-    async def fetch() -> tuple[int, float | None, int]:
-        conn = await asyncpg.connect(url)
-        try:
-            row = await conn.fetchrow(DONE_QUERY)
-        finally:
-            await conn.close()
-        assert row is not None
-        return int(row[0]), row[1], int(row[2] or 0)
-
-    return asyncio.run(fetch())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -181,67 +133,56 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         url = stack.enter_context(database(store, workdir))
-        chatq("migrate", "--database", url)
-        port = free_port()
-        upstream = stack.enter_context(
-            process(
-                sys.executable,
-                str(HERE / "slow_upstream.py"),
-                str(port),
-                str(delay_s),
-                ready=f"http://127.0.0.1:{port}/healthz",
-            )
-        )
+        upstream = stack.enter_context(script_server("slow_upstream.py", str(delay_s)))
         config = workdir / "chatq.toml"
         config.write_text(CONFIG.format(in_flight=in_flight, base_url=upstream, model=MODEL))
-        asyncio.run(submit_all(url, requests))
+        preload(url, [BODY] * requests)  # the store's own submit verb, 100 at a time
         proc, startup_s = stack.enter_context(worker(url, config, workdir / "worker.log"))
         started = time.time()
         deadline = time.monotonic() + 20 * requests / in_flight * delay_s + 60
-        while True:
-            count, last, failed = done_so_far(url)
-            if count >= requests:
-                break
+        while (done := finished(url)).count < requests:
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (workdir / "worker.log").read_text()[-2000:]
-                raise RuntimeError(f"{count}/{requests} finished; worker log:\n{tail}")
+                raise RuntimeError(f"{done.count}/{requests} finished; worker log:\n{tail}")
             time.sleep(0.25)
         rss, cpu = peak_rss_mb(proc.pid), cpu_s(proc.pid)
         stats = httpx.get(f"{upstream}/stats", timeout=10).json()
-        assert last is not None
-        return Sample(last - started, startup_s, rss, cpu, int(stats["peak"]), failed)
+        assert done.last_finished is not None
+        wall_s = done.last_finished - started
+        return Sample(wall_s, startup_s, rss, cpu, int(stats["peak"]), done.failed)
 
 
 def baseline_once(requests: int, in_flight: int, delay_s: float) -> float:
     """The same calls through the backend alone, in this process, on a fresh upstream."""
-    port = free_port()
-    argv = (sys.executable, str(HERE / "slow_upstream.py"), str(port), str(delay_s))
-    with process(*argv, ready=f"http://127.0.0.1:{port}/healthz") as upstream:
+    with script_server("slow_upstream.py", str(delay_s)) as upstream:
         return asyncio.run(backend_alone(upstream, requests, in_flight))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="1 run of 200 requests x 0.5 s, 100 in flight"
-    )
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 200 requests x 0.5 s, 100 in flight")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=2.0, help="upstream answer time, s")
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     args = parser.parse_args()
     if args.quick:
         runs, requests, in_flight, delay_s = 1, 200, 100, 0.5
     else:
         runs, requests, in_flight, delay_s = args.runs, args.requests, args.in_flight, args.delay
     ideal = requests / in_flight * delay_s
-    print(
-        "| run | requests | in flight | delay s | ideal s | wall s | ideal / wall "
-        "| worker peak RSS MB | worker CPU s | upstream peak in flight | failed "
-        "| worker start-up s |"
+    table(
+        "run",
+        "requests",
+        "in flight",
+        "delay s",
+        "ideal s",
+        "wall s",
+        "ideal / wall",
+        "worker peak RSS MB",
+        "worker CPU s",
+        "upstream peak in flight",
+        "failed",
+        "worker start-up s",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     head = f"{requests:,} | {in_flight:,} | {delay_s:g} | {ideal:.1f}"
     for store in args.stores:
         samples = [run_once(store, requests, in_flight, delay_s) for _ in range(runs)]
@@ -251,13 +192,19 @@ def main() -> int:
         peak = statistics.median(s.upstream_peak for s in samples)
         failed = max(s.failed for s in samples)
         startup = statistics.median(s.startup_s for s in samples)
-        print(
-            f"| {store} | {head} | {wall:.2f} | {ideal / wall:.2f} | {rss:.0f} | {cpu:.1f} | "
-            f"{peak:,.0f} | {failed} | {startup:.2f} |",
-            flush=True,
+        row(
+            store,
+            head,
+            f"{wall:.2f}",
+            f"{ideal / wall:.2f}",
+            f"{rss:.0f}",
+            f"{cpu:.1f}",
+            f"{peak:,.0f}",
+            failed,
+            f"{startup:.2f}",
         )
     wall = statistics.median(baseline_once(requests, in_flight, delay_s) for _ in range(runs))
-    print(f"| backend alone | {head} | {wall:.2f} | {ideal / wall:.2f} | - | - | - | - | - |")
+    row("backend alone", head, f"{wall:.2f}", f"{ideal / wall:.2f}", *["-"] * 5)
     return 0
 
 

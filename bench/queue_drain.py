@@ -30,38 +30,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from api import database
-
-from chatq.domain import NewRequest, request_fingerprint
-from chatq.store import open_store
+from common import arguments, database, finished, preload, query, row, table
 
 ECHO_ONLY = '[[backends]]\nname = "echo"\ntype = "echo"\nmodels = ["echo"]\n'
-SUBMIT_AT_ONCE = 100
 TIMEOUT_S = 600.0
 
 
 def chat(i: int) -> dict[str, object]:
     return {"model": "echo", "messages": [{"role": "user", "content": f"job {i}"}]}
-
-
-async def preload_chatq(url: str, jobs: int) -> None:
-    store = await open_store(url)
-    try:
-        await store.migrate()
-        for start in range(0, jobs, SUBMIT_AT_ONCE):
-            news = [
-                NewRequest(str(uuid.uuid4()), "bench", "echo", r, request_fingerprint(r), None)
-                for r in (chat(i) for i in range(start, min(jobs, start + SUBMIT_AT_ONCE)))
-            ]
-            await asyncio.gather(*(store.submit(new) for new in news))
-    finally:
-        await store.close()
 
 
 async def preload_pgqueuer(url: str, jobs: int) -> None:
@@ -81,17 +63,7 @@ async def preload_pgqueuer(url: str, jobs: int) -> None:
         await conn.close()
 
 
-async def query(url: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows: list[asyncpg.Record] = await conn.fetch(sql)
-        return rows
-    finally:
-        await conn.close()
-
-
-CHATQ_LEFT = "SELECT count(*) FROM requests WHERE status <> 'COMPLETED'"
-CHATQ_DRAIN = "SELECT max(completed_at) - min(started_at) FROM requests"
+# pgqueuer's tables, read the way its own log records a drain.
 PGQ_DONE = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
 PGQ_DRAIN = """
 SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful')
@@ -100,10 +72,10 @@ FROM pgqueuer_log
 """
 
 
-def wait_until(url: str, sql: str, done: int, proc: subprocess.Popen[bytes]) -> None:
-    """Poll (gently: 5 times a second) until the query returns done."""
+def wait_until(done: Callable[[], int], jobs: int, proc: subprocess.Popen[bytes]) -> None:
+    """Poll done() (gently: 5 times a second) until it returns jobs."""
     deadline = time.monotonic() + TIMEOUT_S
-    while asyncio.run(query(url, sql))[0][0] != done:
+    while done() != jobs:
         if proc.poll() is not None and proc.returncode != 0:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         if time.monotonic() > deadline:
@@ -122,15 +94,18 @@ def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> float:
     config = workdir / "echo.toml"
     config.write_text(ECHO_ONLY)
     with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
-        asyncio.run(preload_chatq(url, jobs))
+        preload(url, (chat(i) for i in range(jobs)))  # the store's own submit verb
         argv = [sys.executable, "-m", "chatq", "worker", "--database", url]
         argv += ["--concurrency", str(concurrency)]
         proc = subprocess.Popen([*argv, "--config", str(config)], stdout=log, stderr=log)
         try:
-            wait_until(url, CHATQ_LEFT, 0, proc)
+            wait_until(lambda: finished(url).count, jobs, proc)
         finally:
             stop(proc)
-        return float(asyncio.run(query(url, CHATQ_DRAIN))[0][0])
+        done = finished(url)
+        if done.failed or done.first_started is None or done.last_finished is None:
+            raise RuntimeError(f"the echo jobs did not all complete: {done}")
+        return done.last_finished - done.first_started
 
 
 def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> float:
@@ -140,10 +115,10 @@ def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> float:
         argv = [sys.executable, __file__, "--pgqueuer-consumer", url, "--batch", str(batch_size)]
         proc = subprocess.Popen(argv, stdout=log, stderr=log)
         try:
-            wait_until(url, PGQ_DONE, jobs, proc)
+            wait_until(lambda: int(query(url, PGQ_DONE)[0][0]), jobs, proc)
         finally:
             stop(proc)
-        return float(asyncio.run(query(url, PGQ_DRAIN))[0][0])
+        return float(query(url, PGQ_DRAIN)[0][0])
 
 
 async def pgqueuer_consumer(url: str, batch_size: int) -> None:
@@ -164,9 +139,7 @@ async def pgqueuer_consumer(url: str, batch_size: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 300 jobs: a smoke test")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 300 jobs: a smoke test", stores=False)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100, help="pgqueuer's dequeue batch size")
     parser.add_argument("--concurrency", type=int, default=256, help="chatq's (its default)")
@@ -188,11 +161,10 @@ def main() -> int:
             theirs.append(jobs / drain_pgqueuer(jobs, args.batch, workdir))
             ours.append(jobs / drain_chatq(jobs, args.concurrency, workdir))
     ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
-    print("| consumer (one process) | jobs | jobs/s |")
-    print("| --- | --- | --- |")
-    print(f"| pgqueuer {version}, batch {args.batch}, no-op | {jobs:,} | {theirs_rate:,.0f} |")
-    print(f"| chatq worker, concurrency {args.concurrency}, echo | {jobs:,} | {ours_rate:,.0f} |")
-    print(f"| ratio chatq / pgqueuer | | {ours_rate / theirs_rate:.2f} |", flush=True)
+    table("consumer (one process)", "jobs", "jobs/s")
+    row(f"pgqueuer {version}, batch {args.batch}, no-op", f"{jobs:,}", f"{theirs_rate:,.0f}")
+    row(f"chatq worker, concurrency {args.concurrency}, echo", f"{jobs:,}", f"{ours_rate:,.0f}")
+    row("ratio chatq / pgqueuer", "", f"{ours_rate / theirs_rate:.2f}")
     return 0
 
 

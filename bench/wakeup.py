@@ -11,9 +11,6 @@ in the same run is the client's own round trip for the submit.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -21,51 +18,32 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import asyncpg
 import httpx
-from api import CHAT, PATH, chatq, database, free_port, process
-
-ID_QUERY = "SELECT (started_at - created_at) * 1000 FROM requests WHERE started_at IS NOT NULL"
+from common import (
+    CHAT,
+    PATH,
+    arguments,
+    chatq_server,
+    database_with_key,
+    process,
+    row,
+    summaries,
+    table,
+)
 
 
 def latencies_ms(url: str) -> list[float]:
-    if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            rows = conn.execute(ID_QUERY).fetchall()
-        conn.close()
-        return [float(r[0]) for r in rows]
-
-    async def fetch() -> list[float]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [float(r[0]) for r in await conn.fetch(ID_QUERY)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    """started_at - created_at of each started request, as the store recorded them."""
+    return [
+        (s.started_at - s.created_at) * 1000 for s in summaries(url) if s.started_at is not None
+    ]
 
 
 def run_once(store: str, requests: int, gap_s: float) -> tuple[list[float], list[float]]:
     """(wake-up latencies ms, submit round trips ms)."""
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        url = stack.enter_context(database(store, Path(tmp)))
-        chatq("migrate", "--database", url)
-        key = chatq("keys", "create", "bench", "--database", url)
-        port = free_port()
-        command = "serve" if store == "sqlite" else "api"
-        base = stack.enter_context(
-            process(
-                sys.executable,
-                "-m",
-                "chatq",
-                command,
-                "--database",
-                url,
-                "--port",
-                str(port),
-                ready=f"http://127.0.0.1:{port}/healthz",
-            )
-        )
+        url, key = stack.enter_context(database_with_key(store, Path(tmp)))
+        base = stack.enter_context(chatq_server("serve" if store == "sqlite" else "api", url))
         if store != "sqlite":
             # A worker has no HTTP port: the API's readiness is the condition, then a pause.
             worker = (sys.executable, "-m", "chatq", "worker", "--database", url)
@@ -89,21 +67,17 @@ def p(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 5 requests: a smoke test")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, "1 run of 5 requests: a smoke test")
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     args = parser.parse_args()
     runs, requests = (1, 5) if args.quick else (args.runs, args.requests)
-    print("| store | wake-up p50 ms | wake-up p99 ms | submit round trip p50 ms | ratio p50 |")
-    print("| --- | --- | --- | --- | --- |")
+    table("store", "wake-up p50 ms", "wake-up p99 ms", "submit round trip p50 ms", "ratio p50")
     for store in args.stores:
         samples = [run_once(store, requests, gap_s=0.1) for _ in range(runs)]
         p50 = statistics.median(p(s[0], 50) for s in samples)
         p99 = statistics.median(p(s[0], 99) for s in samples)
         trip = statistics.median(p(s[1], 50) for s in samples)
-        print(f"| {store} | {p50:.2f} | {p99:.2f} | {trip:.2f} | {p50 / trip:.2f} |", flush=True)
+        row(store, f"{p50:.2f}", f"{p99:.2f}", f"{trip:.2f}", f"{p50 / trip:.2f}")
     return 0
 
 
