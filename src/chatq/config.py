@@ -77,6 +77,12 @@ class WorkerSettings(_Strict):
     deadline_s: float = Field(default=1800.0, gt=0, description="overall time per job")
     grace_s: float = Field(default=30.0, ge=0, description="shutdown grace for in-flight jobs")
     retention_days: float = Field(default=7.0, gt=0, description="finished jobs kept this long")
+    text_flush_s: float = Field(
+        default=0.2, gt=0, description="streamed text is checkpointed this often"
+    )
+    cancel_poll_s: float = Field(
+        default=0.5, gt=0, description="a busy worker looks for cancels at least this often"
+    )
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

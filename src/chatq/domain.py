@@ -33,6 +33,10 @@ class NewRequest:
     request_hash: str  # request_fingerprint(request); "" without an idempotency key
     idempotency_key: str | None
 
+    @property
+    def stream(self) -> bool:
+        return self.request.get("stream") is True
+
     @classmethod
     def create(cls, owner: str, request: JSON, idempotency_key: str | None = None) -> NewRequest:
         """A new request with a fresh id, for request["model"]."""
@@ -70,6 +74,7 @@ class Job(Summary):
     response: JSON | None
     error_message: str | None
     runs: int  # how many times its text has (re)started; the run its text belongs to
+    stream: bool  # submitted with stream: true, so its text is published as it is generated
 
     @property
     def finished(self) -> bool:

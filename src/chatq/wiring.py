@@ -17,6 +17,7 @@ from fastapi import FastAPI
 import chatq
 from chatq.api.app import Lifespan, create_app
 from chatq.api.context import ApiContext
+from chatq.api.events import EventIds
 from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
@@ -68,6 +69,7 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Announce) ->
             table,
             TokenCodec(await store.secret("next_token")),
             OwnerCache(settings.key_cache_s),
+            EventIds(await store.secret("event_id")),
         )
         lifespan = _worker_lifespan(store, table, settings) if with_worker else None
         app = create_app(context, lifespan, settings.max_request_bytes, settings.access_log)

@@ -72,5 +72,5 @@ def test_the_served_schema_holds_under_schemathesis(server: ChatqServer) -> None
     # Every phase ran, and the stateful phase followed create -> get.
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in done.stdout, report
-    assert "1 covered / 1 selected" in done.stdout, report
+    assert "8 covered / 8 selected" in done.stdout, report
     assert "Traceback" not in server.log(), server.log()

@@ -128,7 +128,7 @@ async def test_shutdown_hands_back_what_outlives_the_grace(
 class Exploding:
     name = "exploding"
 
-    async def run(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: object = None) -> JSON:
         raise KeyError("a bug in a backend")
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 from starlette.routing import Route
 
 import chatq
@@ -14,8 +15,11 @@ from chatq.api.access_log import AccessLog
 from chatq.api.auth import SECURITY_SCHEMES
 from chatq.api.context import ApiContext
 from chatq.api.errors import install_error_handlers
+from chatq.api.health import health_routes
 from chatq.api.limits import BodyLimit
-from chatq.api.routes import async_routes, health_routes
+from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
+from chatq.api.routes import FAMILIES, async_routes
+from chatq.api.sync_routes import sync_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -45,13 +49,14 @@ def create_app(
         app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
     app.state.context = context
     install_error_handlers(app)
-    app.include_router(async_routes)
-    app.include_router(health_routes)
+    routers = [*(async_routes(prefix) for prefix in FAMILIES), sync_routes, health_routes]
+    for router in routers:
+        app.include_router(router)
     _customize_openapi(app, context)
     # Every route with its methods, for the Allow header of a 405 (see allowed_methods).
     app.state.api_routes = [
         route
-        for route in (*app.router.routes, *async_routes.routes, *health_routes.routes)
+        for route in (*app.router.routes, *(r for router in routers for r in router.routes))
         if isinstance(route, Route)
     ]
     return app
@@ -67,6 +72,7 @@ def _customize_openapi(app: FastAPI, context: ApiContext) -> None:
             return app.openapi_schema
         schema = generate()
         schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+        schema["components"]["schemas"].update(_request_bodies())
         served = context.models.models()
         model = schema["components"]["schemas"]["ApiChatCompletionsRequest"]["properties"]["model"]
         model["description"] = "A model this server routes: " + ", ".join(served)
@@ -74,3 +80,14 @@ def _customize_openapi(app: FastAPI, context: ApiContext) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _request_bodies() -> dict[str, Any]:
+    """The schemas of the bodies the routes read by hand (api/bodies.py), as FastAPI would
+    have named them."""
+    _, schemas = models_json_schema(
+        [(AsyncApiChatCompletionsRequest, "validation"), (ApiChatCompletionsRequest, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    found: dict[str, Any] = schemas["$defs"]
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatq.api.events import EventIds
 from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
@@ -16,3 +17,4 @@ class ApiContext:
     models: ModelTable  # to accept or refuse a model; the API builds no backend
     tokens: TokenCodec
     owners: OwnerCache
+    event_ids: EventIds

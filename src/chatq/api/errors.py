@@ -129,6 +129,19 @@ def has_non_finite(value: Any) -> bool:
     return False
 
 
+def sse_event_schema(*events: str) -> dict[str, Any]:
+    """The OpenAPI schema of one server-sent event, as a parsed event (data, event, id)."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "description": "JSON"},
+            "event": {"type": "string", "enum": list(events)},
+            "id": {"type": "string"},
+        },
+    }
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error codes a route can answer with."""
     return {

@@ -29,7 +29,10 @@ class ApiChatCompletionsRequest(BaseModel):
     model: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = Field(
-        default=None, description="Must not be true: async is not streamed."
+        default=None,
+        description="true: publish the text as it is generated, as delta events on the "
+        "request's event stream (the sync route: as chat.completion.chunk events). The "
+        "stored result is the whole response either way.",
     )
 
 

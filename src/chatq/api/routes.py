@@ -1,97 +1,207 @@
-"""The async chat completions routes of Perplexity's API, and the health routes."""
+"""The async routes of Perplexity's API, served under both of its path families
+(/async/chat/completions and /v1/async/sonar) by the same handlers: create (with
+Prefer: wait), list, get (with ?wait=), and chatq's own cancel, delete and event stream."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatq.api.auth import SECURED, Authenticated
-from chatq.api.context import ApiContext
-from chatq.api.errors import ApiError, error_response, error_responses, has_non_finite
+from chatq.api.bodies import create_body
+from chatq.api.errors import ApiError, error_responses, sse_event_schema
+from chatq.api.events import BEFORE_ALL, InvalidEventId, events_of
 from chatq.api.models import (
-    MAX_IDEMPOTENCY_KEY,
-    AsyncApiChatCompletionsRequest,
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
 )
+from chatq.api.objects import full_object, summary
 from chatq.api.pagination import InvalidToken
-from chatq.domain import Job, NewRequest, Status, Summary
-from chatq.store import IdempotencyConflict, StoreUnavailable, UnstorableRequest
+from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
+from chatq.api.waiting import MAX_WAIT_S, preferred_wait, unless_disconnected, until_finished
 
-IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key",
+# The two path families, and what their operation ids end with in the OpenAPI document.
+FAMILIES = {"/async/chat/completions": "", "/v1/async/sonar": "_sonar"}
+
+CREATE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/AsyncApiChatCompletionsRequest"},
+                    {"$ref": "#/components/schemas/ApiChatCompletionsRequest"},
+                ]
+            }
+        }
+    },
+}
+PREFER_HEADER = {
+    "name": "Prefer",
     "in": "header",
     "required": False,
-    "description": "The same as the body's idempotency_key; if both are sent they must agree.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+    "description": "wait=S (RFC 7240): answer with the finished request if it finishes "
+    f"within S seconds (at most {MAX_WAIT_S:g}); Preference-Applied says it did.",
+    "schema": {"type": "string"},
 }
-
-async_routes = APIRouter(prefix="/async/chat/completions", tags=["async chat completions"])
-health_routes = APIRouter(tags=["service"])
-
-
-@async_routes.post(
-    "",
-    summary="Create Async Chat Completion",
-    operation_id="create_async_chat_completion",
-    response_model=AsyncApiChatCompletionsResponse,
-    responses={
-        200: {
-            "links": {
-                "GetAsyncChatCompletion": {
-                    "operationId": "get_async_chat_completion",
-                    "parameters": {"api_request": "$response.body#/id"},
-                    "description": "The `id` returned is the `api_request` to poll.",
-                }
-            }
+LAST_EVENT_ID_HEADER = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "Resume after this event: the id of the last event received.",
+    "schema": {"type": "string"},
+}
+EVENTS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events: status, delta, done.",
+        "content": {"text/event-stream": {"schema": sse_event_schema("status", "delta", "done")}},
+    }
+}
+# A 422 for the routes that read their body by hand (api/bodies.py), as FastAPI documents it.
+VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
         },
-        **error_responses(400, 401, 409),
-    },
-    openapi_extra={**SECURED, "parameters": [IDEMPOTENCY_HEADER]},
-)
-async def create(
-    body: AsyncApiChatCompletionsRequest, caller: Authenticated, http: Request
-) -> JSONResponse:
-    owner, ctx = caller.owner, caller.ctx
-    idempotency_header = _idempotency_header(http)
-    request = body.request
-    if request.stream:
-        raise ApiError(400, "stream=true is not supported: async results are fetched, not streamed")
-    key = body.idempotency_key
-    if idempotency_header is not None and key is not None and idempotency_header != key:
-        raise ApiError(400, "the Idempotency-Key header and the idempotency_key field differ")
-    key = key if key is not None else idempotency_header
-    if ctx.models.route(request.model) is None:
-        served = ", ".join(ctx.models.models())
-        raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
-    stored = request.model_dump(exclude_unset=True)
-    if has_non_finite(stored):
-        raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
-    try:
-        job, _created = await ctx.store.submit(NewRequest.create(owner, stored, key))
-    except IdempotencyConflict as exc:
-        raise ApiError(
-            409,
-            f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
-            "idempotency_conflict",
-        ) from None
-    except UnstorableRequest as exc:
-        raise ApiError(400, f"the request cannot be stored: {exc}") from None
+    }
+}
+WaitQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_WAIT_S,
+        description="Seconds to wait for the request to finish before answering with it as it is.",
+    ),
+]
+
+
+def async_routes(prefix: str) -> APIRouter:
+    """The async routes under prefix, one of FAMILIES."""
+    suffix = FAMILIES[prefix]
+    router = APIRouter(prefix=prefix, tags=["async chat completions"])
+    get_id = f"get_async_chat_completion{suffix}"
+    # What the stateful tests (and clients) may do with the id a create returns.
+    links = {
+        name: {
+            "operationId": f"{operation}{suffix}",
+            "parameters": {"api_request": "$response.body#/id"},
+            "description": description,
+        }
+        for name, operation, description in (
+            (
+                "GetAsyncChatCompletion",
+                "get_async_chat_completion",
+                "The `id` returned is the `api_request` to poll.",
+            ),
+            (
+                "StreamAsyncChatCompletionEvents",
+                "stream_async_chat_completion_events",
+                "Its event stream.",
+            ),
+            ("CancelAsyncChatCompletion", "cancel_async_chat_completion", "Stop it."),
+            (
+                "DeleteAsyncChatCompletion",
+                "delete_async_chat_completion",
+                "Delete it once finished.",
+            ),
+        )
+    }
+    router.add_api_route(
+        "",
+        create,
+        methods=["POST"],
+        summary="Create Async Chat Completion",
+        operation_id=f"create_async_chat_completion{suffix}",
+        response_model=AsyncApiChatCompletionsResponse,
+        responses={200: {"links": links}, **error_responses(400, 401, 409), **VALIDATION_ERROR},
+        openapi_extra={
+            **SECURED,
+            "parameters": [IDEMPOTENCY_HEADER, PREFER_HEADER],
+            "requestBody": CREATE_BODY,
+        },
+    )
+    router.add_api_route(
+        "",
+        list_requests,
+        methods=["GET"],
+        summary="List Async Chat Completions",
+        description="Lists all asynchronous chat completion requests for the authenticated user.",
+        operation_id=f"list_async_chat_completions{suffix}",
+        response_model=ListAsyncApiChatCompletionsResponse,
+        responses=error_responses(400, 401),
+        openapi_extra=SECURED,
+    )
+    router.add_api_route(
+        "/{api_request}",
+        get_request,
+        methods=["GET"],
+        summary="Get Async Chat Completion",
+        operation_id=get_id,
+        response_model=AsyncApiChatCompletionsResponse,
+        responses=error_responses(401, 404),
+        openapi_extra=SECURED,
+    )
+    router.add_api_route(
+        "/{api_request}/cancel",
+        cancel_request,
+        methods=["POST"],
+        summary="Cancel Async Chat Completion",
+        description="A request not yet started fails at once; a running one is stopped by "
+        "its worker within a second and fails; a finished one is returned unchanged.",
+        operation_id=f"cancel_async_chat_completion{suffix}",
+        response_model=AsyncApiChatCompletionsResponse,
+        responses=error_responses(401, 404),
+        openapi_extra=SECURED,
+    )
+    router.add_api_route(
+        "/{api_request}",
+        delete_request,
+        methods=["DELETE"],
+        status_code=204,
+        summary="Delete Async Chat Completion",
+        description="Deletes a finished request and all that is stored with it.",
+        operation_id=f"delete_async_chat_completion{suffix}",
+        response_class=Response,
+        responses={204: {"description": "Deleted."}, **error_responses(401, 404, 409)},
+        openapi_extra=SECURED,
+    )
+    router.add_api_route(
+        "/{api_request}/events",
+        request_events,
+        methods=["GET"],
+        summary="Stream Async Chat Completion Events",
+        description="status events at each transition, delta events with the text of a "
+        "request submitted with stream: true, and a last done event with the full object.",
+        operation_id=f"stream_async_chat_completion_events{suffix}",
+        response_class=Response,
+        responses={**EVENTS_RESPONSE, **error_responses(400, 401, 404)},
+        openapi_extra={**SECURED, "parameters": [LAST_EVENT_ID_HEADER]},
+    )
+    return router
+
+
+async def create(caller: Authenticated, http: Request) -> JSONResponse:
+    body = await create_body(http)
+    key = idempotency_key(http, body.idempotency_key)
+    job = await submit(caller.ctx, caller.owner, body.request, key)
+    wait = preferred_wait(http.headers.get("prefer"))
+    if wait is not None and not job.finished:
+        connected, waited = await unless_disconnected(
+            http, until_finished(caller.ctx.store, caller.owner, job.id, wait)
+        )
+        if connected and waited is not None:
+            job = waited
+    if wait is not None and job.finished:
+        return JSONResponse(full_object(job), headers={"Preference-Applied": f"wait={wait:g}"})
     return JSONResponse(full_object(job))
 
 
-@async_routes.get(
-    "",
-    summary="List Async Chat Completions",
-    description="Lists all asynchronous chat completion requests for the authenticated user.",
-    operation_id="list_async_chat_completions",
-    response_model=ListAsyncApiChatCompletionsResponse,
-    responses=error_responses(400, 401),
-    openapi_extra=SECURED,
-)
 async def list_requests(
     caller: Authenticated,
     limit: Annotated[
@@ -119,72 +229,64 @@ async def list_requests(
     return JSONResponse({"requests": [summary(s) for s in page], "next_token": token})
 
 
-@async_routes.get(
-    "/{api_request}",
-    summary="Get Async Chat Completion",
-    operation_id="get_async_chat_completion",
-    response_model=AsyncApiChatCompletionsResponse,
-    responses=error_responses(401, 404),
-    openapi_extra=SECURED,
-)
-async def get_request(api_request: str, caller: Authenticated) -> JSONResponse:
-    job = await caller.ctx.store.get(caller.owner, api_request)
+async def get_request(
+    api_request: str, caller: Authenticated, http: Request, wait: WaitQuery = None
+) -> JSONResponse:
+    store = caller.ctx.store
+    if wait:
+        _, job = await unless_disconnected(
+            http, until_finished(store, caller.owner, api_request, wait)
+        )
+    else:
+        job = await store.get(caller.owner, api_request)
     if job is None:
-        raise ApiError(404, f"no async chat completion request {api_request!r}")
+        raise _not_found(api_request)
     return JSONResponse(full_object(job))
 
 
-def _idempotency_header(http: Request) -> str | None:
-    """Read by hand: a FastAPI Header parameter showed in the submit profile (benchmarks.md)."""
-    value = http.headers.get("idempotency-key")
-    if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY:
-        problem = "string_too_short" if not value else "string_too_long"
-        raise RequestValidationError(
-            [
-                {
-                    "type": problem,
-                    "loc": ("header", "Idempotency-Key"),
-                    "msg": f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                    "input": value,
-                }
-            ]
+async def cancel_request(api_request: str, caller: Authenticated) -> JSONResponse:
+    job = await caller.ctx.store.cancel(caller.owner, api_request)
+    if job is None:
+        raise _not_found(api_request)
+    return JSONResponse(full_object(job))
+
+
+async def delete_request(api_request: str, caller: Authenticated) -> Response:
+    deleted = await caller.ctx.store.delete(caller.owner, api_request)
+    if deleted is None:
+        raise _not_found(api_request)
+    if not deleted:
+        raise ApiError(
+            409, f"request {api_request!r} has not finished: cancel it first", "conflict"
         )
-    return value
+    return Response(status_code=204)
 
 
-@health_routes.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def request_events(api_request: str, caller: Authenticated, http: Request) -> Response:
+    ctx, owner = caller.ctx, caller.owner
+    after = BEFORE_ALL
+    last = http.headers.get("last-event-id")
+    if last is not None:
+        try:
+            after = ctx.event_ids.decode(api_request, last)
+        except InvalidEventId:
+            raise ApiError(
+                400, "Last-Event-ID is not the id of an event of this request", "invalid_event_id"
+            ) from None
+    if await ctx.store.get(owner, api_request) is None:
+        raise _not_found(api_request)
+
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        async for event in events_of(ctx.store, owner, api_request, after, summary, full_object):
+            yield ServerSentEvent(
+                data=json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+                event=event.kind,
+                id=ctx.event_ids.encode(api_request, event.position),
+            )
+
+    # Proxies must pass events through as they come, not buffer them.
+    return EventSourceResponse(frames(), headers={"X-Accel-Buffering": "no"})
 
 
-@health_routes.get("/readyz", summary="The store is reachable", responses=error_responses(503))
-async def readyz(http: Request) -> Any:
-    ctx: ApiContext = http.app.state.context
-    try:
-        await ctx.store.ping()
-    except StoreUnavailable as exc:
-        return error_response(503, f"store unreachable: {exc}")
-    return {"status": "ok"}
-
-
-def _ts(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def summary(row: Summary) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "model": row.model,
-        "status": row.status.value,
-        "created_at": int(row.created_at),
-        "started_at": _ts(row.started_at),
-        "completed_at": _ts(row.completed_at),
-        "failed_at": _ts(row.failed_at),
-    }
-
-
-def full_object(job: Job) -> dict[str, Any]:
-    out = summary(job)
-    out["response"] = job.response if job.status is Status.COMPLETED else None
-    out["error_message"] = job.error_message if job.status is Status.FAILED else None
-    return out
+def _not_found(api_request: str) -> ApiError:
+    return ApiError(404, f"no async chat completion request {api_request!r}")

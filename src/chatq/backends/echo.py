@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from chatq.backends.base import TextSink
 from chatq.backends.normalize import completion_response
 from chatq.domain import JSON
 
@@ -12,10 +14,14 @@ class EchoBackend:
     def __init__(self, name: str = "echo") -> None:
         self.name = name
 
-    async def run(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         messages = request["messages"]
         user_turns = [m for m in messages if m.get("role") == "user"]
         answer = message_text(user_turns[-1]) if user_turns else ""
+        if on_text is not None:
+            for word in re.findall(r"\S*\s*", answer):
+                if word:
+                    on_text(word)
         prompt_tokens = sum(len(message_text(m).split()) for m in messages)
         return completion_response(
             request_id, request["model"], answer, prompt_tokens, len(answer.split())

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from chatq.backends.base import PermanentError, TransientError
+from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.normalize import MalformedCompletion, normalize_completion
 from chatq.config import BackendConfig
 from chatq.domain import JSON
@@ -64,7 +64,7 @@ class OpenAIBackend:
             self._proxy = _environment_proxy(self._url)
         return self._session
 
-    async def run(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         body = {k: v for k, v in request.items() if k != "stream"}
         if self._upstream_model:
             body["model"] = self._upstream_model

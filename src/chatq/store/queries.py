@@ -23,7 +23,7 @@ KEY_COUNT = "SELECT count(*) FROM api_keys"
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
 SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
-JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs"
+JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs, stream"
 # What a claim returns, oldest first: the fields of ClaimedJob.
 CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at, runs"
 

@@ -32,7 +32,7 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 def job_from_row(row: Any) -> Job:
     response = json.loads(row[10]) if row[10] is not None else None
-    return Job(*summary_values(row), row[8], row[9], response, row[11], row[12])
+    return Job(*summary_values(row), row[8], row[9], response, row[11], row[12], bool(row[13]))
 
 
 def claimed_from_rows(rows: Any) -> list[ClaimedJob]:

@@ -1,7 +1,9 @@
 """The worker: claim CREATED jobs oldest first, run them, record exactly one result.
 
 Shutdown follows procrastinate: a stop event, a grace period for in-flight jobs, then
-whatever is left is cancelled and handed back to the queue.
+whatever is left is cancelled and handed back to the queue. A job whose cancel is pending
+stops its backend call and fails; a job submitted with stream: true has its text
+checkpointed as it is generated (worker/text.py).
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
-from chatq.backends.base import PermanentError, TransientError
+from chatq.backends.base import Backend, PermanentError, TextSink, TransientError
 from chatq.backends.pool import BackendPool
 from chatq.config import WorkerSettings
-from chatq.domain import JSON, ClaimedJob
+from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
+from chatq.worker.text import StreamedText, TextCheckpoints
 
 log = logging.getLogger("chatq.worker")
 
@@ -48,25 +52,33 @@ class Worker:
         # so the next claim overlaps the recording of the last batch's results (+35% jobs/s
         # in bench/queue_drain.py) instead of waiting for it.
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._progress: dict[str, _Progress] = {}
         self._calling: set[str] = set()
         self._slot_freed = asyncio.Event()
         # Results that arrive while a batch is being recorded go into the next one together
         # (one complete_many, one transaction): a burst of N costs a few round trips, not N.
         self._completions = GroupCommit(self._complete_batch, _MAX_COMPLETIONS_PER_BATCH)
+        self._texts = TextCheckpoints(store, self.id, settings.text_flush_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
         log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
-        upkeep = asyncio.create_task(self._upkeep(stop), name="chatq-worker-upkeep")
+        finished = asyncio.Event()  # stops the helpers below once the drain is over too
+        helpers = [
+            asyncio.create_task(self._upkeep(stop), name="chatq-worker-upkeep"),
+            asyncio.create_task(self._watch_cancels(finished), name="chatq-worker-cancels"),
+            asyncio.create_task(self._texts.run(finished), name="chatq-worker-text"),
+        ]
         try:
             await self._claim_loop(stop)
         finally:
             await self._drain()
             with contextlib.suppress(Exception):
                 await self._completions.drain()
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            finished.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             log.info("worker %s stopped", self.id)
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -104,15 +116,24 @@ class Worker:
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self.clock()
-        attempts = _Attempts()
+        progress = self._progress[job.id] = _Progress()
         try:
-            outcome = await self._run_backend(job, attempts)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in a backend must not kill the worker
-            log.exception("job %s: unexpected error", job.id)
-            outcome = f"internal error in backend: {type(exc).__name__}: {exc}"
-        self._free_slot(job.id)
+            with self._streamed(job) as progress.text:
+                try:
+                    outcome = await self._run_backend(job, progress)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug in a backend must not kill the worker
+                    log.exception("job %s: unexpected error", job.id)
+                    outcome = f"internal error in backend: {type(exc).__name__}: {exc}"
+                self._free_slot(job.id)
+                if progress.text is not None:
+                    # The last pieces are stored before the result, so that a watcher of a
+                    # failed request can read all the text it got.
+                    with contextlib.suppress(Exception):
+                        await self._texts.flush()
+        finally:
+            del self._progress[job.id]
         try:
             if isinstance(outcome, dict):
                 recorded = await self._completions.write((job.id, outcome))
@@ -131,7 +152,7 @@ class Worker:
                 job.id,
                 "COMPLETED" if isinstance(outcome, dict) else "FAILED",
                 job.model,
-                attempts.count,
+                progress.attempts,
                 f" in delivery {job.attempts}" if job.attempts > 1 else "",
                 max(0.0, started - job.created_at),
                 self.clock() - started,
@@ -142,19 +163,38 @@ class Worker:
         ours = await self.store.complete_many(self.id, results)
         return [job_id in ours for job_id, _ in results]
 
-    async def _run_backend(self, job: ClaimedJob, attempts: _Attempts) -> dict[str, object] | str:
+    @contextlib.contextmanager
+    def _streamed(self, job: ClaimedJob) -> Iterator[StreamedText | None]:
+        """The job's text, checkpointed as it is generated, if it was submitted to stream."""
+        if job.request.get("stream") is not True:
+            yield None
+            return
+        with self._texts.open(job.id, job.run) as text:
+            yield text
+
+    async def _run_backend(self, job: ClaimedJob, progress: _Progress) -> dict[str, object] | str:
         """The CompletionResponse, or the error message to fail the job with."""
         backend = self.backends.for_model(job.model)
         if backend is None:
             return f"no backend serves model {job.model!r} any more"
         s = self.settings
         deadline = self.clock() + s.deadline_s
+        text = progress.text
         attempt = 0
         while True:
-            attempt = attempts.count = attempt + 1
+            attempt = progress.attempts = attempt + 1
+            if text is not None and text.generated:
+                # The last attempt streamed text before it failed: this one starts over, in
+                # a run of its own, so no watcher takes it for more of the same text.
+                run = await self.store.new_run(job.id, self.id)
+                if run is None:
+                    return "the lease was lost before the call could be retried"
+                text.restart(run)
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                    return await backend.run(job.id, job.request)
+                    return await _call(backend, job, text.add if text else None, progress)
+            except _Cancelled:
+                return CANCELLED
             except PermanentError as exc:
                 return str(exc)
             except TransientError as exc:
@@ -172,7 +212,27 @@ class Worker:
             log.info(
                 "job %s: attempt %d failed (%s); retrying in %.2fs", job.id, attempt, error, delay
             )
-            await asyncio.sleep(delay)
+            await _first_of(progress.cancelled, timeout=delay)
+            if progress.cancelled.is_set():
+                return CANCELLED
+
+    async def _watch_cancels(self, finished: asyncio.Event) -> None:
+        """Stop the jobs whose cancel is pending: woken by a cancel anywhere, and looking
+        at least every cancel_poll_s while it runs jobs."""
+        while not finished.is_set():
+            await self.store.wait_for_cancel(self.settings.cancel_poll_s)
+            if not self._progress:
+                continue
+            try:
+                cancelled = await self.store.cancel_requested(self.id)
+            except Exception:
+                log.warning("could not look for cancels; trying again", exc_info=True)
+                continue
+            for job_id in cancelled:
+                progress = self._progress.get(job_id)
+                if progress is not None and not progress.cancelled.is_set():
+                    log.info("job %s: cancelled by the client; stopping it", job_id)
+                    progress.cancelled.set()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Renew our leases (one statement), rescue expired ones, purge old results."""
@@ -217,11 +277,37 @@ class Worker:
         log.info("stopping: handed %d unfinished job(s) back to the queue", released)
 
 
-class _Attempts:
-    """How many times a job's backend was called: counted as the calls are made, so that it
-    is known however the job ends."""
+@dataclass
+class _Progress:
+    """What a job's run has done so far, known however the job ends."""
 
-    count = 0
+    attempts: int = 0  # backend calls made
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    text: StreamedText | None = None
+
+
+class _Cancelled(Exception):
+    """The client cancelled the job while its backend call ran."""
+
+
+async def _call(
+    backend: Backend, job: ClaimedJob, on_text: TextSink | None, progress: _Progress
+) -> JSON:
+    """backend.run, stopped (the task cancelled, so the backend closes its upstream call or
+    stops generating) as soon as the job is cancelled."""
+    call = asyncio.ensure_future(backend.run(job.id, job.request, on_text))
+    cancelled = asyncio.ensure_future(progress.cancelled.wait())
+    try:
+        await asyncio.wait([call, cancelled], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancelled.cancel()
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+    if progress.cancelled.is_set() and (call.cancelled() or call.exception() is not None):
+        raise _Cancelled  # whatever the call said as it was stopped
+    return call.result()
 
 
 async def _first_of(

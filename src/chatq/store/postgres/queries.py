@@ -22,10 +22,11 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # taken, by an earlier request or by an earlier row of the same batch, is not inserted and not
 # returned; the store then reads the row that holds the key.
 SUBMIT = f"""
-INSERT INTO requests (id, owner, model, status, request, request_hash, idempotency_key, created_at)
-SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-    AS new(id, owner, model, request, request_hash, idempotency_key)
+INSERT INTO requests
+    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream)
+SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
+    AS new(id, owner, model, request, request_hash, idempotency_key, stream)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """

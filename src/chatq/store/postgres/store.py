@@ -154,8 +154,9 @@ class PostgresStore(SqlStore):
             [n.request_hash for n in news],
             [n.idempotency_key for n in news],
         )
+        streams = [n.stream for n in news]
         async with self._connection() as conn:
-            rows = await conn.fetch(q.SUBMIT, *columns, self._clock())
+            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams)
             inserted = {job.id: job for job in map(job_from_row, rows)}
             outcomes: list[SubmitOutcome] = []
             for new in news:

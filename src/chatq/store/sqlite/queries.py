@@ -17,8 +17,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # One request per statement: the store runs it for each request of a group-committed batch,
 # all in one transaction (SQLite has no unnest to take a batch in one statement).
 SUBMIT = f"""
-INSERT INTO requests (id, owner, model, status, request, request_hash, idempotency_key, created_at)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7)
+INSERT INTO requests
+    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream)
+VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """

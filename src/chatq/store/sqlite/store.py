@@ -191,6 +191,7 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         new.request_hash,
         new.idempotency_key,
         now,
+        new.stream,
     )
     row = _run(conn, q.SUBMIT, params).fetchone()
     if row is not None:

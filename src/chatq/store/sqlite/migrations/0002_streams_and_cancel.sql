@@ -5,6 +5,8 @@
 -- Event-stream positions are (run, offset), so a restarted run can never be mistaken for
 -- the continuation of an earlier one.
 ALTER TABLE requests ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+-- Submitted with stream: true: its text is published as it is generated.
+ALTER TABLE requests ADD COLUMN stream INTEGER NOT NULL DEFAULT 0;
 -- Set by a cancel of an IN_PROGRESS request; the worker holding it stops and fails it.
 ALTER TABLE requests ADD COLUMN cancel_requested_at REAL;
 

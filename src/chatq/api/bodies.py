@@ -1,0 +1,95 @@
+"""The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
+Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}).
+
+Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
+cannot tell this body from one FastAPI parsed."""
+
+from __future__ import annotations
+
+import email.message
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
+
+Model = TypeVar("Model", bound=BaseModel)
+
+EXPECTED_SHAPE = (
+    'send {"request": {"model": ..., "messages": [...]}} (Perplexity\'s async body) '
+    'or the chat request itself, {"model": ..., "messages": [...]}'
+)
+
+
+async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
+    """The create body as the wrapped form, whichever form was sent."""
+    body = await json_body(http)
+    if isinstance(body, dict) and "request" not in body:
+        if "model" in body or "messages" in body:
+            return AsyncApiChatCompletionsRequest(
+                request=validated(ApiChatCompletionsRequest, body)
+            )
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", "request"), "msg": EXPECTED_SHAPE, "input": body}]
+        )
+    return validated(AsyncApiChatCompletionsRequest, body)
+
+
+def chat_body(body: Any) -> ApiChatCompletionsRequest:
+    """The body of the sync route: the chat request itself."""
+    return validated(ApiChatCompletionsRequest, body)
+
+
+async def json_body(http: Request) -> Any:
+    """The body parsed as FastAPI parses a JSON body: raw bytes for a media type that is not
+    JSON, None for no body, a 422 for JSON that does not parse."""
+    raw = await http.body()
+    if not raw:
+        return None
+    content_type = http.headers.get("content-type")
+    if content_type:
+        message = email.message.Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() != "application" or not (
+            subtype == "json" or subtype.endswith("+json")
+        ):
+            return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _undecodable(exc.pos, exc.msg) from None
+    except UnicodeDecodeError as exc:
+        raise _undecodable(exc.start, "the body is not UTF-8") from None
+    except RecursionError:
+        raise _undecodable(0, "nested too deeply") from None
+
+
+def _undecodable(position: int, why: str) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", position),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": why},
+            }
+        ]
+    )
+
+
+def validated(model: type[Model], body: Any) -> Model:
+    if body is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None

@@ -1,0 +1,67 @@
+"""Submitting a chat request, as the async create route and the sync route both do."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+
+from chatq.api.context import ApiContext
+from chatq.api.errors import ApiError, has_non_finite
+from chatq.api.models import MAX_IDEMPOTENCY_KEY, ApiChatCompletionsRequest
+from chatq.domain import Job, NewRequest
+from chatq.store import IdempotencyConflict, UnstorableRequest
+
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "The same as the body's idempotency_key; if both are sent they must agree.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+}
+
+
+async def submit(
+    ctx: ApiContext, owner: str, request: ApiChatCompletionsRequest, key: str | None
+) -> Job:
+    """Store a request durably (its model must be served); the stored request, or the
+    existing one that a replayed idempotency key names."""
+    if ctx.models.route(request.model) is None:
+        served = ", ".join(ctx.models.models())
+        raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
+    stored = request.model_dump(exclude_unset=True)
+    if has_non_finite(stored):
+        raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
+    try:
+        job, _created = await ctx.store.submit(NewRequest.create(owner, stored, key))
+    except IdempotencyConflict as exc:
+        raise ApiError(
+            409,
+            f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
+            "idempotency_conflict",
+        ) from None
+    except UnstorableRequest as exc:
+        raise ApiError(400, f"the request cannot be stored: {exc}") from None
+    return job
+
+
+def idempotency_key(http: Request, in_body: str | None = None) -> str | None:
+    """The idempotency key of the body or of the Idempotency-Key header (they must agree).
+
+    The header is read by hand: a FastAPI Header parameter showed in the submit profile
+    (benchmarks.md)."""
+    header = http.headers.get("idempotency-key")
+    if header is not None and not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY:
+        problem = "string_too_short" if not header else "string_too_long"
+        raise RequestValidationError(
+            [
+                {
+                    "type": problem,
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                    "input": header,
+                }
+            ]
+        )
+    if header is not None and in_body is not None and header != in_body:
+        raise ApiError(400, "the Idempotency-Key header and the idempotency_key field differ")
+    return in_body if in_body is not None else header
