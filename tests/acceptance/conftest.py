@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, database_url
+from tests.waiting import eventually
 
 _names = itertools.count()
 UPSTREAM_KEY = "sk-fake-upstream"
@@ -102,9 +103,15 @@ def new_key(server: ChatqServer) -> Callable[[], str]:
 
 
 def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The request's full object, once it is COMPLETED or FAILED."""
+
+    def get() -> dict[str, Any]:
         body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
-        if body["status"] in ("COMPLETED", "FAILED") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+        return body
+
+    return eventually(
+        get,
+        lambda body: body["status"] in ("COMPLETED", "FAILED"),
+        what=f"request {request_id} to finish",
+        timeout=timeout,
+    )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +14,7 @@ from tests.acceptance.conftest import write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, run_cli
 from tests.pg import temporary_database_sync
+from tests.waiting import eventually
 
 REQUESTS = 2000
 PATH = "/async/chat/completions"
@@ -72,14 +72,16 @@ def submit_all(apis: list[ChatqServer], key: str) -> list[str]:
 
 def wait_all_completed(api: ChatqServer, key: str, timeout: float) -> list[str]:
     """Walk all pages until every request is COMPLETED; return the ids of the last walk."""
-    deadline = time.monotonic() + timeout
     with api.client(key) as client:
-        while True:
-            listed, statuses = walk(client)
-            if statuses == Counter({"COMPLETED": REQUESTS}) or time.monotonic() > deadline:
-                assert statuses == Counter({"COMPLETED": REQUESTS}), statuses
-                return listed
-            time.sleep(0.5)
+        listed, _ = eventually(
+            lambda: walk(client),
+            lambda walked: walked[1] == Counter({"COMPLETED": REQUESTS}),
+            what=f"all {REQUESTS} requests listed COMPLETED",
+            timeout=timeout,
+            interval=0.5,
+            show=lambda walked: walked[1],
+        )
+    return listed
 
 
 def walk(client: httpx.Client) -> tuple[list[str], Counter[str]]:

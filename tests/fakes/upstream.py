@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.waiting import eventually
+
 
 @dataclass
 class Reply:
@@ -69,11 +71,14 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake upstream did not start")
-            time.sleep(0.01)
+        eventually(
+            lambda: self._server.started or not self._thread.is_alive(),
+            what="the fake upstream to start",
+            timeout=10,
+            interval=0.01,
+        )
+        if not self._server.started:
+            raise RuntimeError("fake upstream did not start")
         return self
 
     def stop(self) -> None:

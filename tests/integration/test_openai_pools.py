@@ -16,6 +16,7 @@ from chatq.backends.base import TransientError
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.waiting import eventually_async
 
 CONCURRENCY = 10
 REQUEST = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
@@ -39,15 +40,22 @@ def saying(content: str) -> dict[str, object]:
 
 async def all_at_once(upstream: FakeUpstream, backend: OpenAIBackend, calls: int) -> int:
     """Peak of calls in flight at the upstream while `calls` slow calls run together."""
-    for _ in range(100):  # calls given up on earlier are still sleeping at the upstream
-        if upstream.in_flight == 0:
-            break
-        await asyncio.sleep(0.05)
+    # Calls given up on earlier may still be sleeping at the upstream.
+    await in_flight(upstream, 0, "the upstream to finish earlier calls")
     upstream.reset_peak()
     upstream.rule("slow", Reply(delay_s=0.3))
     await asyncio.gather(*(backend.run(str(i), saying("slow")) for i in range(calls)))
     upstream.rule("slow", None)
     return upstream.peak_in_flight
+
+
+async def in_flight(upstream: FakeUpstream, calls: int, what: str) -> None:
+    """Wait until exactly `calls` calls are in flight at the upstream."""
+
+    async def now() -> int:
+        return upstream.in_flight
+
+    await eventually_async(now, lambda n: n == calls, what=what, timeout=5)
 
 
 async def test_max_concurrency_calls_run_at_once(upstream: FakeUpstream) -> None:
@@ -101,7 +109,7 @@ async def test_a_cancelled_call_gives_its_connection_slot_back(upstream: FakeUps
     try:
         upstream.rule("hang", Reply(delay_s=1.5))
         calls = [asyncio.create_task(chatq.run(str(i), saying("hang"))) for i in range(CONCURRENCY)]
-        await asyncio.sleep(0.3)
+        await in_flight(upstream, CONCURRENCY, "every call to hang at the upstream")
         for call in calls:
             call.cancel()
         await asyncio.gather(*calls, return_exceptions=True)

@@ -13,6 +13,7 @@ import pytest
 from chatq.domain import NewRequest
 from chatq.store.postgres.store import PostgresStore
 from tests.pg import temporary_database
+from tests.waiting import eventually_async
 
 
 @pytest.fixture
@@ -45,15 +46,6 @@ async def listener_pids(url: str) -> list[int]:
         return [r[0] for r in rows]
     finally:
         await conn.close()
-
-
-async def until(condition: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_a_notify_from_another_connection_wakes_the_waiter(
@@ -91,11 +83,12 @@ async def test_listener_drops_then_polls_then_reconnects(pg: tuple[PostgresStore
     await store.wait_for_work(timeout=0.3)
     assert time.monotonic() - started < 5
 
-    async def reconnected() -> bool:
-        pids = await listener_pids(url)
-        return bool(pids) and pids != [pid]
-
-    await until(reconnected, timeout=20)
+    await eventually_async(
+        lambda: listener_pids(url),
+        lambda pids: pids and pids != [pid],
+        what=f"a listener other than the terminated pid {pid}",
+        timeout=20,
+    )
     waiter = asyncio.create_task(store.wait_for_work(timeout=30))
     await asyncio.sleep(0.1)
     await submit(store)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stores import fresh_store
+from tests.waiting import eventually_async
 
 OWNER = "alice"
 FAST = WorkerSettings(
@@ -65,13 +65,20 @@ async def submit(store: Store, content: str, model: str = "echo") -> str:
 async def wait_for(
     store: Store, ids: list[str], *statuses: Status, timeout: float = 15
 ) -> list[Job]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [await store.get(OWNER, i) for i in ids]
-        found = [j for j in jobs if j is not None]
-        if all(j.status in statuses for j in found) or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.02)
+    """The jobs, once every one of them is in one of the statuses."""
+
+    async def jobs() -> list[Job | None]:
+        return [await store.get(OWNER, i) for i in ids]
+
+    found = await eventually_async(
+        jobs,
+        lambda got: all(j is not None and j.status in statuses for j in got),
+        what=f"{len(ids)} job(s) to be {' or '.join(s.value for s in statuses)}",
+        timeout=timeout,
+        interval=0.02,
+        show=lambda got: [j.status.value if j is not None else "missing" for j in got],
+    )
+    return [j for j in found if j is not None]
 
 
 class Running:
