@@ -14,8 +14,7 @@ from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
-from chatq.worker.worker import Worker
-from tests.integration.working import FAST, Running, submit, wait_for
+from tests.integration.working import FAST, submit, wait_for, worker_running
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
@@ -115,13 +114,13 @@ async def test_worker_fails_only_the_overlong_request(
     backends = BackendPool.build(ModelTable([config]))
     too_long = await submit(live_store, "word " * 4000, model="smollm2")
     fine = await submit(live_store, "Say hello.", model="smollm2")
-    running = Running(Worker(live_store, backends, FAST.model_copy(update={"lease_s": 30.0})))
+    patient = FAST.model_copy(update={"lease_s": 30.0})
     try:
-        jobs = await wait_for(
-            live_store, [too_long, fine], Status.COMPLETED, Status.FAILED, timeout=60
-        )
+        async with worker_running(live_store, backends, patient):
+            jobs = await wait_for(
+                live_store, [too_long, fine], Status.COMPLETED, Status.FAILED, timeout=60
+            )
     finally:
-        await running.shutdown()
         await backends.aclose()
     assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
     assert jobs[0].error_message is not None and "context window" in jobs[0].error_message

@@ -14,9 +14,8 @@ import pytest
 from chatq.backends.pool import BackendPool
 from chatq.domain import Status
 from chatq.store import Store
-from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.working import FAST, Running, submit, upstream_backends, wait_for
+from tests.integration.working import FAST, submit, upstream_backends, wait_for, worker_running
 
 TIMEOUT_S = 0.5  # the backend's timeout_s in these tests
 RETRYING = FAST.model_copy(update={"max_attempts": 3})
@@ -67,16 +66,13 @@ async def test_transient_fault_is_retried_until_the_upstream_recovers(
     reply, _ = TRANSIENT[fault]
     upstream.script(reply)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_backends, RETRYING))
-    try:
+    async with worker_running(live_store, fault_backends, RETRYING):
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.COMPLETED, job.error_message
         assert job.response is not None
         assert job.response["choices"][0]["message"]["content"] == f"upstream: {fault}"
         assert upstream.call_count() == 2
         await assert_worker_still_works(live_store)
-    finally:
-        await running.shutdown()
 
 
 @pytest.mark.parametrize("fault", TRANSIENT, ids=list(TRANSIENT))
@@ -86,8 +82,7 @@ async def test_transient_fault_that_persists_fails_naming_cause_and_attempts(
     reply, cause = TRANSIENT[fault]
     upstream.script(*[reply] * RETRYING.max_attempts)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_backends, RETRYING))
-    try:
+    async with worker_running(live_store, fault_backends, RETRYING):
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.FAILED
         assert job.error_message is not None
@@ -95,8 +90,6 @@ async def test_transient_fault_that_persists_fails_naming_cause_and_attempts(
         assert cause in job.error_message, job.error_message
         assert upstream.call_count() == RETRYING.max_attempts
         await assert_worker_still_works(live_store)
-    finally:
-        await running.shutdown()
 
 
 @pytest.mark.parametrize("fault", PERMANENT, ids=list(PERMANENT))
@@ -106,15 +99,12 @@ async def test_permanent_fault_fails_at_once_with_the_upstreams_message(
     reply, message = PERMANENT[fault]
     upstream.script(reply)
     job_id = await submit(live_store, fault, model="up")
-    running = Running(Worker(live_store, fault_backends, RETRYING))
-    try:
+    async with worker_running(live_store, fault_backends, RETRYING):
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
         assert job.status is Status.FAILED
         assert job.error_message is not None
         assert f"HTTP {fault}" in job.error_message and message in job.error_message
         assert upstream.call_count() == 1, "not retried"
-    finally:
-        await running.shutdown()
 
 
 async def test_retry_after_is_honoured(
@@ -125,11 +115,8 @@ async def test_retry_after_is_honoured(
     started = time.monotonic()
     # backoff_max_s caps Retry-After; FAST's 0.05 s cap would hide it.
     patient = RETRYING.model_copy(update={"backoff_max_s": 5.0})
-    running = Running(Worker(live_store, fault_backends, patient))
-    try:
+    async with worker_running(live_store, fault_backends, patient):
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
-    finally:
-        await running.shutdown()
     assert job.status is Status.COMPLETED
     assert time.monotonic() - started >= 1.0
 
@@ -141,17 +128,16 @@ async def test_connection_refused_until_the_upstream_starts(live_store: Store) -
     backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
     patient = RETRYING.model_copy(update={"max_attempts": 100, "backoff_max_s": 0.2})
     job_id = await submit(live_store, "anyone there?", model="up")
-    running = Running(Worker(live_store, backends, patient))
     try:
-        (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
-        assert waiting.status is Status.IN_PROGRESS
-        time.sleep(0.5)  # noqa: ASYNC251 - a few refused attempts happen meanwhile
-        with FakeUpstream(port=port) as late:
-            (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
-            assert job.status is Status.COMPLETED, job.error_message
-            assert late.call_count() == 1
+        async with worker_running(live_store, backends, patient):
+            (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
+            assert waiting.status is Status.IN_PROGRESS
+            time.sleep(0.5)  # noqa: ASYNC251 - a few refused attempts happen meanwhile
+            with FakeUpstream(port=port) as late:
+                (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+                assert job.status is Status.COMPLETED, job.error_message
+                assert late.call_count() == 1
     finally:
-        await running.shutdown()
         await backends.aclose()
 
 
@@ -161,11 +147,10 @@ async def test_connection_refused_for_good_fails_naming_it(live_store: Store) ->
         port = probe.getsockname()[1]
     backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
     job_id = await submit(live_store, "nobody", model="up")
-    running = Running(Worker(live_store, backends, RETRYING))
     try:
-        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+        async with worker_running(live_store, backends, RETRYING):
+            (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:
-        await running.shutdown()
         await backends.aclose()
     assert job.status is Status.FAILED
     assert job.error_message is not None
@@ -178,11 +163,12 @@ async def test_backend_max_concurrency_is_enforced(
     backends = upstream_backends(upstream.base_url, max_concurrency=3)
     upstream.script(*[Reply(delay_s=0.3)] * 12)
     ids = [await submit(live_store, f"c{i}", model="up") for i in range(12)]
-    running = Running(Worker(live_store, backends, FAST.model_copy(update={"concurrency": 50})))
     try:
-        jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
+        async with worker_running(
+            live_store, backends, FAST.model_copy(update={"concurrency": 50})
+        ):
+            jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
     finally:
-        await running.shutdown()
         await backends.aclose()
     assert [j.status for j in jobs] == [Status.COMPLETED] * 12
     assert upstream.peak_in_flight == 3
@@ -194,11 +180,12 @@ async def test_the_per_job_deadline_cuts_a_slow_call(
     backends = upstream_backends(upstream.base_url, timeout_s=30)
     upstream.script(Reply(delay_s=3))
     job_id = await submit(live_store, "too slow", model="up")
-    running = Running(Worker(live_store, backends, RETRYING.model_copy(update={"deadline_s": 0.5})))
     try:
-        (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+        async with worker_running(
+            live_store, backends, RETRYING.model_copy(update={"deadline_s": 0.5})
+        ):
+            (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
     finally:
-        await running.shutdown()
         await backends.aclose()
     assert job.status is Status.FAILED
     # The deadline decided, not the backend's 30 s timeout_s.
@@ -211,11 +198,8 @@ async def test_the_per_job_deadline_stops_retries_it_cannot_fit(
     upstream.script(Reply(503, raw_body=HTML, headers={"Retry-After": "5"}))
     job_id = await submit(live_store, "come back later", model="up")
     patient = RETRYING.model_copy(update={"deadline_s": 2.0, "backoff_max_s": 10.0})
-    running = Running(Worker(live_store, fault_backends, patient))
-    try:
+    async with worker_running(live_store, fault_backends, patient):
         (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
-    finally:
-        await running.shutdown()
     assert job.status is Status.FAILED
     assert job.error_message is not None
     assert job.error_message.startswith("deadline of 2s would pass before the next retry; 1 ")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -90,5 +92,26 @@ class Running:
         self.task = asyncio.create_task(worker.run(self.stop))
 
     async def shutdown(self, timeout: float = 20) -> None:
+        """Stop claiming and drain within the grace period, waiting at most timeout seconds.
+        Once is enough: a second call (as when a block shut its worker down itself) does
+        nothing."""
+        if self.stop.is_set():
+            return
         self.stop.set()
         await asyncio.wait_for(self.task, timeout)
+
+
+@asynccontextmanager
+async def worker_running(
+    store: Store,
+    backends: BackendPool,
+    settings: WorkerSettings = FAST,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Running]:
+    """A worker running for the block, shut down (stop event, bounded wait) when it ends,
+    however it ends."""
+    running = Running(Worker(store, backends, settings, clock=clock))
+    try:
+        yield running
+    finally:
+        await running.shutdown()
