@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -166,6 +167,14 @@ class FakeUpstream:
             "choices": [choice],
             "usage": usage,
         }
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, until a test starts something there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def _trickle(content: bytes, drip_s: float, reset_after: int | None) -> AsyncIterator[bytes]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from chatq.backends.base import TransientError
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream, Reply, unused_port
 from tests.waiting import eventually_async
 
 CONCURRENCY = 10
@@ -180,9 +179,7 @@ async def test_the_proxy_named_by_the_environment_is_used(
 async def test_no_proxy_is_honoured(
     upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as probe:  # a proxy port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # a proxy port nothing listens on
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     chatq = backend(upstream.base_url)

@@ -5,7 +5,6 @@ all of them and leaves nothing IN_PROGRESS."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -14,7 +13,7 @@ import pytest
 from chatq.backends.pool import BackendPool
 from chatq.domain import Status
 from chatq.store import Store
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream, Reply, unused_port
 from tests.integration.working import FAST, submit, upstream_backends, wait_for, worker_running
 
 TIMEOUT_S = 0.5  # the backend's timeout_s in these tests
@@ -122,9 +121,7 @@ async def test_retry_after_is_honoured(
 
 
 async def test_connection_refused_until_the_upstream_starts(live_store: Store) -> None:
-    with socket.socket() as probe:  # a port nothing listens on, yet
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # nothing listens on it, yet
     backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
     patient = RETRYING.model_copy(update={"max_attempts": 100, "backoff_max_s": 0.2})
     job_id = await submit(live_store, "anyone there?", model="up")
@@ -142,10 +139,7 @@ async def test_connection_refused_until_the_upstream_starts(live_store: Store) -
 
 
 async def test_connection_refused_for_good_fails_naming_it(live_store: Store) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    backends = upstream_backends(f"http://127.0.0.1:{unused_port()}/v1", timeout_s=TIMEOUT_S)
     job_id = await submit(live_store, "nobody", model="up")
     try:
         async with worker_running(live_store, backends, RETRYING):
