@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import pytest
 
@@ -54,11 +55,8 @@ PERMANENT: dict[str, tuple[Reply, str]] = {
 
 @pytest.fixture
 async def fault_backends(upstream: FakeUpstream) -> AsyncIterator[BackendPool]:
-    built = upstream_backends(upstream.base_url, timeout_s=TIMEOUT_S)
-    try:
+    async with aclosing(upstream_backends(upstream.base_url, timeout_s=TIMEOUT_S)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 async def run_until_finished(
@@ -146,29 +144,22 @@ async def test_connection_refused_until_the_upstream_starts(
     async def refused() -> int:
         return sum(f"job {job_id}: attempt" in r.getMessage() for r in caplog.records)
 
-    backends = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
-    try:
-        async with worker_running(live_store, backends, patient):
-            (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
-            assert waiting.status is Status.IN_PROGRESS
-            await eventually_async(
-                refused, lambda n: n >= 2, what="a few refused attempts", timeout=10
-            )
-            with FakeUpstream(port=port) as late:
-                (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
-                assert job.status is Status.COMPLETED, job.error_message
-                assert late.call_count() == 1
-    finally:
-        await backends.aclose()
+    refusing = upstream_backends(f"http://127.0.0.1:{port}/v1", timeout_s=TIMEOUT_S)
+    async with aclosing(refusing) as backends, worker_running(live_store, backends, patient):
+        (waiting,) = await wait_for(live_store, [job_id], Status.IN_PROGRESS)
+        assert waiting.status is Status.IN_PROGRESS
+        await eventually_async(refused, lambda n: n >= 2, what="a few refused attempts", timeout=10)
+        with FakeUpstream(port=port) as late:
+            (job,) = await wait_for(live_store, [job_id], Status.COMPLETED, Status.FAILED)
+            assert job.status is Status.COMPLETED, job.error_message
+            assert late.call_count() == 1
 
 
 async def test_connection_refused_for_good_fails_naming_it(live_store: Store) -> None:
-    backends = upstream_backends(f"http://127.0.0.1:{unused_port()}/v1", timeout_s=TIMEOUT_S)
+    refusing = upstream_backends(f"http://127.0.0.1:{unused_port()}/v1", timeout_s=TIMEOUT_S)
     job_id = await submit_up(live_store, "nobody")
-    try:
+    async with aclosing(refusing) as backends:
         job = await run_until_finished(live_store, backends, job_id)
-    finally:
-        await backends.aclose()
     assert_failed_saying(job, "ClientConnectorError", "3 attempt(s)")
 
 
@@ -178,12 +169,9 @@ async def test_backend_max_concurrency_is_enforced(
     upstream.script(*[Reply(delay_s=0.3)] * 12)
     ids = [await submit_up(live_store, f"c{i}") for i in range(12)]
     many = FAST.model_copy(update={"concurrency": 50})
-    backends = upstream_backends(upstream.base_url, max_concurrency=3)
-    try:
-        async with worker_running(live_store, backends, many):
-            jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
-    finally:
-        await backends.aclose()
+    capped = upstream_backends(upstream.base_url, max_concurrency=3)
+    async with aclosing(capped) as backends, worker_running(live_store, backends, many):
+        jobs = await wait_for(live_store, ids, Status.COMPLETED, Status.FAILED)
     assert [j.status for j in jobs] == [Status.COMPLETED] * 12
     assert upstream.peak_in_flight == 3
 
@@ -194,11 +182,8 @@ async def test_the_per_job_deadline_cuts_a_slow_call(
     upstream.script(Reply(delay_s=3))
     job_id = await submit_up(live_store, "too slow")
     hasty = RETRYING.model_copy(update={"deadline_s": 0.5})
-    backends = upstream_backends(upstream.base_url, timeout_s=30)
-    try:
+    async with aclosing(upstream_backends(upstream.base_url, timeout_s=30)) as backends:
         job = await run_until_finished(live_store, backends, job_id, hasty)
-    finally:
-        await backends.aclose()
     # The deadline decided, not the backend's 30 s timeout_s.
     assert assert_failed_saying(job) == "deadline of 0.5s exceeded after 1 attempt(s)"
 

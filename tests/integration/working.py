@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -51,11 +51,8 @@ def upstream_backends(base_url: str, **backend: object) -> BackendPool:
 
 @pytest.fixture
 async def backends(upstream: FakeUpstream) -> AsyncIterator[BackendPool]:
-    built = upstream_backends(upstream.base_url)
-    try:
+    async with aclosing(upstream_backends(upstream.base_url)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 async def submit(store: Store, content: str, model: str = "echo") -> str:
