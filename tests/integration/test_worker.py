@@ -14,8 +14,8 @@ from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.stores import Clock, complete_one, fresh_store
-from tests.integration.working import FAST, OWNER, submit, wait_for, worker_running
+from tests.integration.stores import OWNER, Clock, complete_one, fresh_store
+from tests.integration.working import FAST, submit, wait_for, worker_running
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ import pytest
 from chatq.backends.models import ModelTable
 from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig, WorkerSettings
-from chatq.domain import Job, NewRequest, Status
+from chatq.domain import Job, Status
 from chatq.store import Store
 from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.stores import fresh_store
+from tests.integration.stores import OWNER, fresh_store, new_request
 from tests.waiting import eventually_async
 
-OWNER = "alice"
 FAST = WorkerSettings(
     lease_s=1.0, poll_interval_s=0.05, backoff_base_s=0.01, backoff_max_s=0.05, grace_s=5.0
 )
@@ -56,8 +55,7 @@ async def backends(upstream: FakeUpstream) -> AsyncIterator[BackendPool]:
 
 
 async def submit(store: Store, content: str, model: str = "echo") -> str:
-    request = {"model": model, "messages": [{"role": "user", "content": content}]}
-    job, _ = await store.submit(NewRequest.create(OWNER, request))
+    job, _ = await store.submit(new_request(content, model=model))
     return job.id
 
 
