@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,46 +21,42 @@ UPSTREAM_KEY = "sk-fake-upstream"
 MAX_REQUEST_BYTES = 65536
 KEY_CACHE_S = 1.0
 
-
 WORKER_DEFAULTS = {
     "backoff_base_s": 0.05,
     "backoff_max_s": 0.2,
     "max_attempts": 3,
     "poll_interval_s": 0.2,
 }
+BACKENDS: list[dict[str, object]] = [
+    {
+        "name": "fake",
+        "type": "openai",
+        "api_key_env": "FAKE_UPSTREAM_KEY",
+        "models": ["fake-model", "sonar*"],
+        "upstream_model": "upstream-llama",
+        "timeout_s": 10,
+    },
+    {"name": "echo", "type": "echo", "models": ["echo"]},
+    {"name": "smollm2", "type": "local", "models": ["smollm2"], "max_concurrency": 2},
+]
 
 
 def write_config(path: Path, upstream_url: str, **worker: float) -> Path:
-    """A config routing fake-model and sonar* to the fake upstream, echo to echo."""
-    worker_lines = "\n".join(f"{k} = {v}" for k, v in {**WORKER_DEFAULTS, **worker}.items())
+    """A config routing fake-model and sonar* to the fake upstream, echo to echo, smollm2 to
+    the local model; WORKER_DEFAULTS, and the worker settings given, in its [worker]."""
+    top: dict[str, object] = {"max_request_bytes": MAX_REQUEST_BYTES, "key_cache_s": KEY_CACHE_S}
+    tables: list[tuple[str, dict[str, object]]] = [
+        ("", top),
+        ("[worker]", {**WORKER_DEFAULTS, **worker}),
+        ("[[backends]]", {**BACKENDS[0], "base_url": upstream_url}),
+        *(("[[backends]]", backend) for backend in BACKENDS[1:]),
+    ]
+    # JSON's strings, numbers and arrays of them are TOML's too.
     path.write_text(
-        f"""
-max_request_bytes = {MAX_REQUEST_BYTES}
-key_cache_s = {KEY_CACHE_S}
-
-[worker]
-{worker_lines}
-
-[[backends]]
-name = "fake"
-type = "openai"
-base_url = "{upstream_url}"
-api_key_env = "FAKE_UPSTREAM_KEY"
-models = ["fake-model", "sonar*"]
-upstream_model = "upstream-llama"
-timeout_s = 10
-
-[[backends]]
-name = "echo"
-type = "echo"
-models = ["echo"]
-
-[[backends]]
-name = "smollm2"
-type = "local"
-models = ["smollm2"]
-max_concurrency = 2
-"""
+        "\n\n".join(
+            "\n".join([header, *(f"{k} = {json.dumps(v)}" for k, v in values.items())]).strip()
+            for header, values in tables
+        )
     )
     return path
 
