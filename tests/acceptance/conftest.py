@@ -17,6 +17,7 @@ from tests.harness import ChatqServer, create_key, database_url
 from tests.waiting import eventually
 
 _names = itertools.count()
+PATH = "/async/chat/completions"
 UPSTREAM_KEY = "sk-fake-upstream"
 MAX_REQUEST_BYTES = 65536
 KEY_CACHE_S = 1.0
@@ -99,11 +100,18 @@ def new_key(server: ChatqServer) -> Callable[[], str]:
     return lambda: create_key(server.database, f"owner-{next(_names)}-{time.monotonic_ns()}")
 
 
+def chat(content: str = "hi", model: str = "echo", **extra: Any) -> dict[str, Any]:
+    """A create body: one user message for the model, and any extra request fields."""
+    return {
+        "request": {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    }
+
+
 def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) -> dict[str, Any]:
     """The request's full object, once it is COMPLETED or FAILED."""
 
     def get() -> dict[str, Any]:
-        body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
+        body: dict[str, Any] = client.get(f"{PATH}/{request_id}").json()
         return body
 
     return eventually(
@@ -112,3 +120,20 @@ def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) ->
         what=f"request {request_id} to finish",
         timeout=timeout,
     )
+
+
+def pages(client: httpx.Client, limit: int, *, most: int) -> Iterator[dict[str, Any]]:
+    """Each page of the list, following next_token until it is null; at most `most` pages,
+    so that a walk that never ends fails instead of hanging."""
+    token: str | None = None
+    for _ in range(most):
+        params: dict[str, str | int] = {"limit": limit}
+        if token is not None:
+            params["next_token"] = token
+        response = client.get(PATH, params=params)
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        yield page
+        token = page["next_token"]
+        if token is None:
+            return

@@ -10,7 +10,7 @@ import pytest
 
 import chatq
 from chatq.config import OPTIONS
-from tests.acceptance.conftest import wait_finished
+from tests.acceptance.conftest import PATH, chat, wait_finished
 from tests.harness import ChatqServer, chatq_env, run_cli
 
 
@@ -133,12 +133,7 @@ def test_api_and_worker_as_separate_processes(tmp_path: Path) -> None:
     api = ChatqServer(tmp_path, "--database", db, command="api").start()
     try:
         with api.client(key) as client:
-            created = client.post(
-                "/async/chat/completions",
-                json={
-                    "request": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-                },
-            ).json()
+            created = client.post(PATH, json=chat("hi")).json()
             assert created["status"] == "CREATED"
             worker = ChatqServer(tmp_path, "--database", db, command="worker").start()
             try:

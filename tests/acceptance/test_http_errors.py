@@ -9,18 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import KEY_CACHE_S, MAX_REQUEST_BYTES, wait_finished
+from tests.acceptance.conftest import KEY_CACHE_S, MAX_REQUEST_BYTES, PATH, chat, wait_finished
 from tests.harness import ChatqServer, create_key, run_cli
 from tests.waiting import eventually
 
-PATH = "/async/chat/completions"
 JSON = {"Content-Type": "application/json"}
-
-
-def chat(content: str = "hi", model: str = "echo", **extra: Any) -> dict[str, Any]:
-    return {
-        "request": {"model": model, "messages": [{"role": "user", "content": content}], **extra}
-    }
 
 
 def assert_error(response: httpx.Response, status: int, type_: str | None = None) -> str:

@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import write_config
+from tests.acceptance.conftest import PATH, write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, database_url, run_cli
 from tests.waiting import eventually
 
-PATH = "/async/chat/completions"
 ENV = {"FAKE_UPSTREAM_KEY": "k"}
 
 
@@ -61,10 +60,6 @@ def deployment(
             yield deployed
         finally:
             deployed.stop_all()
-
-
-def chat(content: str, model: str = "fake-model") -> dict[str, Any]:
-    return {"request": {"model": model, "messages": [{"role": "user", "content": content}]}}
 
 
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -9,11 +9,18 @@ import time
 
 import httpx
 
+from tests.acceptance.conftest import PATH, chat
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.faults.conftest import PATH, Deployment, all_completed, chat, statuses
+from tests.faults.conftest import Deployment, all_completed, statuses
 from tests.waiting import eventually
 
 JOBS = 10
+
+
+def submit(client: httpx.Client, content: str) -> str:
+    """A request for fake-model, which the fake upstream serves: its id."""
+    request_id: str = client.post(PATH, json=chat(content, "fake-model")).json()["id"]
+    return request_id
 
 
 def test_kill_9_of_a_worker_mid_job(deployment: Deployment, upstream: FakeUpstream) -> None:
@@ -22,7 +29,7 @@ def test_kill_9_of_a_worker_mid_job(deployment: Deployment, upstream: FakeUpstre
     for i in range(JOBS):
         upstream.rule(f"job {i}", Reply(delay_s=30))  # still running when the worker dies
     with api.client(deployment.key) as client:
-        ids = [client.post(PATH, json=chat(f"job {i}")).json()["id"] for i in range(JOBS)]
+        ids = [submit(client, f"job {i}") for i in range(JOBS)]
         eventually(
             lambda: upstream.in_flight, lambda n: n == JOBS, what="every job in flight", timeout=30
         )
@@ -57,7 +64,7 @@ def test_kill_9_of_the_api_during_a_burst(deployment: Deployment) -> None:
             for i in range(10_000):  # bounded; ends when the server dies
                 content = f"burst {n}-{i}"
                 try:
-                    response = client.post(PATH, json=chat(content, model="echo"))
+                    response = client.post(PATH, json=chat(content))
                 except httpx.TransportError:
                     return
                 if response.status_code == 200:
@@ -91,8 +98,8 @@ def test_sigterm_on_a_worker_finishes_what_it_can_and_hands_back_the_rest(
         upstream.rule(f"quick {i}", Reply(delay_s=0.5))  # done within the 1 s grace
         upstream.rule(f"slow {i}", Reply(delay_s=30))  # not done within it
     with api.client(deployment.key) as client:
-        quick = [client.post(PATH, json=chat(f"quick {i}")).json()["id"] for i in range(3)]
-        slow = [client.post(PATH, json=chat(f"slow {i}")).json()["id"] for i in range(3)]
+        quick = [submit(client, f"quick {i}") for i in range(3)]
+        slow = [submit(client, f"slow {i}") for i in range(3)]
         eventually(
             lambda: upstream.in_flight, lambda n: n == 6, what="all six in flight", timeout=30
         )

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.conftest import write_config
+from tests.acceptance.conftest import PATH, chat, write_config
 from tests.fakes.upstream import FakeUpstream
-from tests.faults.conftest import PATH, Deployment, all_completed, chat, statuses
+from tests.faults.conftest import Deployment, all_completed, statuses
 from tests.faults.private_postgres import PrivatePostgres
 from tests.waiting import eventually
 
@@ -47,7 +47,7 @@ def test_postgres_outage_under_load(
                     if stop.is_set():
                         return
                     content = f"load {n}-{i}"
-                    response = client.post(PATH, json=chat(content, model="echo"))
+                    response = client.post(PATH, json=chat(content))
                     with lock:
                         if response.status_code == 200:
                             acked[response.json()["id"]] = content
