@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, database_url
+from tests.waiting import eventually
 
 _names = itertools.count()
+PATH = "/async/chat/completions"
 UPSTREAM_KEY = "sk-fake-upstream"
 MAX_REQUEST_BYTES = 65536
 KEY_CACHE_S = 1.0
-
 
 WORKER_DEFAULTS = {
     "backoff_base_s": 0.05,
@@ -26,39 +28,36 @@ WORKER_DEFAULTS = {
     "max_attempts": 3,
     "poll_interval_s": 0.2,
 }
+BACKENDS: list[dict[str, object]] = [
+    {
+        "name": "fake",
+        "type": "openai",
+        "api_key_env": "FAKE_UPSTREAM_KEY",
+        "models": ["fake-model", "sonar*"],
+        "upstream_model": "upstream-llama",
+        "timeout_s": 10,
+    },
+    {"name": "echo", "type": "echo", "models": ["echo"]},
+    {"name": "smollm2", "type": "local", "models": ["smollm2"], "max_concurrency": 2},
+]
 
 
 def write_config(path: Path, upstream_url: str, **worker: float) -> Path:
-    """A config routing fake-model and sonar* to the fake upstream, echo to echo."""
-    worker_lines = "\n".join(f"{k} = {v}" for k, v in {**WORKER_DEFAULTS, **worker}.items())
+    """A config routing fake-model and sonar* to the fake upstream, echo to echo, smollm2 to
+    the local model; WORKER_DEFAULTS, and the worker settings given, in its [worker]."""
+    top: dict[str, object] = {"max_request_bytes": MAX_REQUEST_BYTES, "key_cache_s": KEY_CACHE_S}
+    tables: list[tuple[str, dict[str, object]]] = [
+        ("", top),
+        ("[worker]", {**WORKER_DEFAULTS, **worker}),
+        ("[[backends]]", {**BACKENDS[0], "base_url": upstream_url}),
+        *(("[[backends]]", backend) for backend in BACKENDS[1:]),
+    ]
+    # JSON's strings, numbers and arrays of them are TOML's too.
     path.write_text(
-        f"""
-max_request_bytes = {MAX_REQUEST_BYTES}
-key_cache_s = {KEY_CACHE_S}
-
-[worker]
-{worker_lines}
-
-[[backends]]
-name = "fake"
-type = "openai"
-base_url = "{upstream_url}"
-api_key_env = "FAKE_UPSTREAM_KEY"
-models = ["fake-model", "sonar*"]
-upstream_model = "upstream-llama"
-timeout_s = 10
-
-[[backends]]
-name = "echo"
-type = "echo"
-models = ["echo"]
-
-[[backends]]
-name = "smollm2"
-type = "local"
-models = ["smollm2"]
-max_concurrency = 2
-"""
+        "\n\n".join(
+            "\n".join([header, *(f"{k} = {json.dumps(v)}" for k, v in values.items())]).strip()
+            for header, values in tables
+        )
     )
     return path
 
@@ -101,10 +100,40 @@ def new_key(server: ChatqServer) -> Callable[[], str]:
     return lambda: create_key(server.database, f"owner-{next(_names)}-{time.monotonic_ns()}")
 
 
+def chat(content: str = "hi", model: str = "echo", **extra: Any) -> dict[str, Any]:
+    """A create body: one user message for the model, and any extra request fields."""
+    return {
+        "request": {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    }
+
+
 def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
-        if body["status"] in ("COMPLETED", "FAILED") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+    """The request's full object, once it is COMPLETED or FAILED."""
+
+    def get() -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"{PATH}/{request_id}").json()
+        return body
+
+    return eventually(
+        get,
+        lambda body: body["status"] in ("COMPLETED", "FAILED"),
+        what=f"request {request_id} to finish",
+        timeout=timeout,
+    )
+
+
+def pages(client: httpx.Client, limit: int, *, most: int) -> Iterator[dict[str, Any]]:
+    """Each page of the list, following next_token until it is null; at most `most` pages,
+    so that a walk that never ends fails instead of hanging."""
+    token: str | None = None
+    for _ in range(most):
+        params: dict[str, str | int] = {"limit": limit}
+        if token is not None:
+            params["next_token"] = token
+        response = client.get(PATH, params=params)
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        yield page
+        token = page["next_token"]
+        if token is None:
+            return

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 import chatq
 from chatq.config import OPTIONS
+from tests.acceptance.conftest import PATH, chat, wait_finished
 from tests.harness import ChatqServer, chatq_env, run_cli
 
 
@@ -135,31 +133,17 @@ def test_api_and_worker_as_separate_processes(tmp_path: Path) -> None:
     api = ChatqServer(tmp_path, "--database", db, command="api").start()
     try:
         with api.client(key) as client:
-            created = client.post(
-                "/async/chat/completions",
-                json={
-                    "request": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-                },
-            ).json()
+            created = client.post(PATH, json=chat("hi")).json()
             assert created["status"] == "CREATED"
             worker = ChatqServer(tmp_path, "--database", db, command="worker").start()
             try:
-                body = _poll(client, created["id"])
+                body = wait_finished(client, created["id"])
             finally:
                 assert worker.stop() in (0, -15)
     finally:
         api.stop()
     assert body["status"] == "COMPLETED"
     assert body["response"]["choices"][0]["message"]["content"] == "hi"
-
-
-def _poll(client: httpx.Client, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
-        body: dict[str, Any] = client.get(f"/async/chat/completions/{request_id}").json()
-        if body["status"] == "COMPLETED" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def test_access_log_names_each_request_but_never_its_key(tmp_path: Path) -> None:

@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import write_config
+from tests.acceptance.conftest import PATH, chat, pages, write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, run_cli
 from tests.pg import temporary_database_sync
+from tests.waiting import eventually
 
 REQUESTS = 2000
-PATH = "/async/chat/completions"
 
 
 def test_two_apis_three_workers_one_database(tmp_path: Path, upstream: FakeUpstream) -> None:
@@ -54,10 +53,7 @@ def submit_all(apis: list[ChatqServer], key: str) -> list[str]:
 
     def submit(n: int) -> str:
         client = clients[next(counter) % len(clients)]
-        body = {
-            "request": {"model": "fake-model", "messages": [{"role": "user", "content": f"n{n}"}]}
-        }
-        response = client.post(PATH, json=body)
+        response = client.post(PATH, json=chat(f"n{n}", "fake-model"))
         assert response.status_code == 200, response.text
         request_id: str = response.json()["id"]
         return request_id
@@ -72,28 +68,19 @@ def submit_all(apis: list[ChatqServer], key: str) -> list[str]:
 
 def wait_all_completed(api: ChatqServer, key: str, timeout: float) -> list[str]:
     """Walk all pages until every request is COMPLETED; return the ids of the last walk."""
-    deadline = time.monotonic() + timeout
     with api.client(key) as client:
-        while True:
-            listed, statuses = walk(client)
-            if statuses == Counter({"COMPLETED": REQUESTS}) or time.monotonic() > deadline:
-                assert statuses == Counter({"COMPLETED": REQUESTS}), statuses
-                return listed
-            time.sleep(0.5)
+        listed, _ = eventually(
+            lambda: walk(client),
+            lambda walked: walked[1] == Counter({"COMPLETED": REQUESTS}),
+            what=f"all {REQUESTS} requests listed COMPLETED",
+            timeout=timeout,
+            interval=0.5,
+            show=lambda walked: walked[1],
+        )
+    return listed
 
 
 def walk(client: httpx.Client) -> tuple[list[str], Counter[str]]:
-    ids: list[str] = []
-    statuses: Counter[str] = Counter()
-    token: str | None = None
-    for _ in range(REQUESTS):
-        params: dict[str, str | int] = {"limit": 500}
-        if token:
-            params["next_token"] = token
-        body = client.get(PATH, params=params).json()
-        ids.extend(r["id"] for r in body["requests"])
-        statuses.update(r["status"] for r in body["requests"])
-        token = body["next_token"]
-        if token is None:
-            break
-    return ids, statuses
+    """The ids on all pages, and how many of them are in each status."""
+    rows = [row for page in pages(client, 500, most=REQUESTS) for row in page["requests"]]
+    return [row["id"] for row in rows], Counter(row["status"] for row in rows)

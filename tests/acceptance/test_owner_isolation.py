@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.acceptance.conftest import PATH, chat, pages
 from tests.harness import ChatqServer, create_key
 
-PATH = "/async/chat/completions"
 OWNERS = 3
 
 
@@ -57,9 +57,7 @@ operations = st.lists(st.one_of(submit, get, walk, replay), min_size=1, max_size
 
 
 def do_submit(world: World, who: int, idem: str | None, text: str) -> None:
-    body: dict[str, Any] = {
-        "request": {"model": "echo", "messages": [{"role": "user", "content": text}]}
-    }
+    body = chat(text)
     if idem is not None:
         body["idempotency_key"] = idem
     response = world.clients[who].post(PATH, json=body)
@@ -87,19 +85,10 @@ def do_get(world: World, who: int) -> None:
 
 def do_walk(world: World, who: int, limit: int) -> None:
     seen: list[str] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": limit}
-        if token is not None:
-            params["next_token"] = token
-        response = world.clients[who].get(PATH, params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
+    for page in pages(world.clients[who], limit, most=10_000):
         seen += [row["id"] for row in page["requests"]]
-        token = page["next_token"]
-        if token is None:
-            break
-        world.tokens[who].add(token)
+        if page["next_token"] is not None:
+            world.tokens[who].add(page["next_token"])
     assert len(seen) == len(set(seen))
     assert set(seen) == world.owned[who]
 

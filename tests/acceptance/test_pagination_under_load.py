@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from tests.acceptance.conftest import PATH, chat, pages
 from tests.harness import ChatqServer
-
-PATH = "/async/chat/completions"
 
 
 def test_walk_while_others_submit(server: ChatqServer, new_key: Callable[[], str]) -> None:
@@ -16,7 +15,7 @@ def test_walk_while_others_submit(server: ChatqServer, new_key: Callable[[], str
     other_key = new_key()
     with server.client(key) as client:
         for i in range(45):
-            assert client.post(PATH, json=_chat(f"before {i}")).status_code == 200
+            assert client.post(PATH, json=chat(f"before {i}")).status_code == 200
         existing = [r["id"] for r in client.get(PATH, params={"limit": 1000}).json()["requests"]]
         assert len(existing) == 45
 
@@ -28,7 +27,7 @@ def test_walk_while_others_submit(server: ChatqServer, new_key: Callable[[], str
                 for i in range(200):  # bounded even if the walk hangs
                     if stop.is_set():
                         return
-                    r = c.post(PATH, json=_chat(f"during {i}"))
+                    r = c.post(PATH, json=chat(f"during {i}"))
                     assert r.status_code == 200
                     submitted.append(r.json()["id"])
 
@@ -38,15 +37,9 @@ def test_walk_while_others_submit(server: ChatqServer, new_key: Callable[[], str
         try:
             seen: list[str] = []
             token: str | None = None
-            for _ in range(100):
-                params: dict[str, str | int] = {"limit": 4}
-                if token:
-                    params["next_token"] = token
-                body = client.get(PATH, params=params).json()
-                seen.extend(r["id"] for r in body["requests"])
-                token = body["next_token"]
-                if token is None:
-                    break
+            for page in pages(client, 4, most=100):  # bounded even if the walk never ends
+                seen.extend(r["id"] for r in page["requests"])
+                token = page["next_token"]
         finally:
             stop.set()
             for t in threads:
@@ -56,7 +49,3 @@ def test_walk_while_others_submit(server: ChatqServer, new_key: Callable[[], str
     assert set(existing) <= set(seen), "every request that existed was seen"
     assert set(seen) <= set(existing) | set(submitted)
     assert [i for i in seen if i in set(existing)] == existing, "in the same newest-first order"
-
-
-def _chat(content: str) -> dict[str, object]:
-    return {"request": {"model": "echo", "messages": [{"role": "user", "content": content}]}}

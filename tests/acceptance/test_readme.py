@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.harness import ChatqServer, chatq_env
+from tests.waiting import eventually
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 DEFAULT_ADDRESS = "http://127.0.0.1:8000"
@@ -49,10 +49,14 @@ def test_curl_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     listed = json.loads(run(["bash", "-c", list_line], server, key))
     assert [r["id"] for r in listed["requests"]] == [created["id"]]
     get_command = ["bash", "-c", get_line.replace("<id>", created["id"])]
-    deadline = time.monotonic() + 60
-    while (got := json.loads(run(get_command, server, key)))["status"] != "COMPLETED":
-        assert got["status"] in ("CREATED", "IN_PROGRESS") and time.monotonic() < deadline, got
-        time.sleep(0.2)
+    got = eventually(
+        lambda: json.loads(run(get_command, server, key)),
+        lambda got: got["status"] not in ("CREATED", "IN_PROGRESS"),
+        what="the README's GET to show the request finished",
+        timeout=60,
+        interval=0.2,
+    )
+    assert got["status"] == "COMPLETED", got
     assert got["response"]["choices"][0]["message"]["content"].strip(), "a real answer"
 
 

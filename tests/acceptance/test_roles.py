@@ -8,11 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.acceptance.conftest import UPSTREAM_KEY, wait_finished, write_config
+from tests.acceptance.conftest import PATH, UPSTREAM_KEY, chat, wait_finished, write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, run_cli
-
-PATH = "/async/chat/completions"
 
 
 def loaded_libraries(process: ChatqServer) -> set[str]:
@@ -40,8 +38,7 @@ def test_api_never_loads_llama_cpp_and_the_worker_still_logs_after_a_local_job(
     try:
         worker.start()
         with api.client(key) as client:
-            ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}]}
-            created = client.post(PATH, json={"request": {**ask, "max_tokens": 8}}).json()
+            created = client.post(PATH, json=chat("Say hi.", "smollm2", max_tokens=8)).json()
             done = wait_finished(client, created["id"], timeout=60)
             assert done["status"] == "COMPLETED", done
         assert not any(is_llama(lib) for lib in loaded_libraries(api)), "the API built a backend"

@@ -13,6 +13,7 @@ from perplexity.generated.api import AsyncApiChatCompletionsResponseOutput
 from tests.acceptance.conftest import UPSTREAM_KEY
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ChatqServer
+from tests.waiting import eventually
 
 Completion = AsyncApiChatCompletionsResponseOutput
 
@@ -28,12 +29,14 @@ def client(server: ChatqServer, new_key: Callable[[], str]) -> Iterator[Perplexi
 
 
 def poll(client: Perplexity, request_id: str, timeout: float = 20) -> Completion:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = client.async_.chat.completions.get(request_id, local_mode=False, x_client_name="t")
-        if got.status in ("COMPLETED", "FAILED") or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    """The request through the SDK's get, once it is COMPLETED or FAILED."""
+    return eventually(
+        lambda: client.async_.chat.completions.get(request_id, local_mode=False, x_client_name="t"),
+        lambda got: got.status in ("COMPLETED", "FAILED"),
+        what=f"request {request_id} to finish",
+        timeout=timeout,
+        show=lambda got: got.status,
+    )
 
 
 def test_create_get_until_completed_then_list(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -20,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.waiting import eventually
 
 
 @dataclass
@@ -69,11 +72,14 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake upstream did not start")
-            time.sleep(0.01)
+        eventually(
+            lambda: self._server.started or not self._thread.is_alive(),
+            what="the fake upstream to start",
+            timeout=10,
+            interval=0.01,
+        )
+        if not self._server.started:
+            raise RuntimeError("fake upstream did not start")
         return self
 
     def stop(self) -> None:
@@ -161,6 +167,14 @@ class FakeUpstream:
             "choices": [choice],
             "usage": usage,
         }
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, until a test starts something there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def _trickle(content: bytes, drip_s: float, reset_after: int | None) -> AsyncIterator[bytes]:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.acceptance.conftest import write_config
+from tests.acceptance.conftest import PATH, write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, database_url, run_cli
+from tests.waiting import eventually
 
-PATH = "/async/chat/completions"
 ENV = {"FAKE_UPSTREAM_KEY": "k"}
 
 
@@ -62,17 +62,18 @@ def deployment(
             deployed.stop_all()
 
 
-def chat(content: str, model: str = "fake-model") -> dict[str, Any]:
-    return {"request": {"model": model, "messages": [{"role": "user", "content": content}]}}
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {i: client.get(f"{PATH}/{i}").json() for i in ids}
+
+
+def all_completed(
+    client: httpx.Client, ids: list[str], what: str, timeout: float = 30
+) -> dict[str, dict[str, Any]]:
+    """The requests' full objects, once every one of them is COMPLETED."""
+    return eventually(
+        lambda: statuses(client, ids),
+        lambda got: all(state["status"] == "COMPLETED" for state in got.values()),
+        what=what,
+        timeout=timeout,
+        show=lambda got: Counter(state["status"] for state in got.values()),
+    )

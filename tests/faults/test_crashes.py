@@ -9,10 +9,18 @@ import time
 
 import httpx
 
+from tests.acceptance.conftest import PATH, chat
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.faults.conftest import PATH, Deployment, chat, statuses, wait_until
+from tests.faults.conftest import Deployment, all_completed, statuses
+from tests.waiting import eventually
 
 JOBS = 10
+
+
+def submit(client: httpx.Client, content: str) -> str:
+    """A request for fake-model, which the fake upstream serves: its id."""
+    request_id: str = client.post(PATH, json=chat(content, "fake-model")).json()["id"]
+    return request_id
 
 
 def test_kill_9_of_a_worker_mid_job(deployment: Deployment, upstream: FakeUpstream) -> None:
@@ -21,17 +29,15 @@ def test_kill_9_of_a_worker_mid_job(deployment: Deployment, upstream: FakeUpstre
     for i in range(JOBS):
         upstream.rule(f"job {i}", Reply(delay_s=30))  # still running when the worker dies
     with api.client(deployment.key) as client:
-        ids = [client.post(PATH, json=chat(f"job {i}")).json()["id"] for i in range(JOBS)]
-        wait_until(lambda: upstream.in_flight == JOBS, what="every job in flight")
+        ids = [submit(client, f"job {i}") for i in range(JOBS)]
+        eventually(
+            lambda: upstream.in_flight, lambda n: n == JOBS, what="every job in flight", timeout=30
+        )
         doomed.stop(signal.SIGKILL)
         for i in range(JOBS):
             upstream.rule(f"job {i}", None)  # the upstream answers at once from now on
         deployment.start("worker")
-        wait_until(
-            lambda: all(s["status"] == "COMPLETED" for s in statuses(client, ids).values()),
-            what="every job COMPLETED by the second worker",
-        )
-        first = statuses(client, ids)
+        first = all_completed(client, ids, "every job COMPLETED by the second worker")
         time.sleep(1.5)  # a lease's length: nothing may change a finished job any more
         assert statuses(client, ids) == first, "exactly one visible terminal state"
         listed = [r["id"] for r in client.get(PATH, params={"limit": 100}).json()["requests"]]
@@ -58,7 +64,7 @@ def test_kill_9_of_the_api_during_a_burst(deployment: Deployment) -> None:
             for i in range(10_000):  # bounded; ends when the server dies
                 content = f"burst {n}-{i}"
                 try:
-                    response = client.post(PATH, json=chat(content, model="echo"))
+                    response = client.post(PATH, json=chat(content))
                 except httpx.TransportError:
                     return
                 if response.status_code == 200:
@@ -68,7 +74,7 @@ def test_kill_9_of_the_api_during_a_burst(deployment: Deployment) -> None:
     threads = [threading.Thread(target=submitter, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
-    wait_until(lambda: len(acked) >= 200, what="200 acknowledged submits")
+    eventually(lambda: len(acked), lambda n: n >= 200, what="200 acknowledged submits", timeout=30)
     server.stop(signal.SIGKILL)
     for t in threads:
         t.join(timeout=30)
@@ -76,11 +82,8 @@ def test_kill_9_of_the_api_during_a_burst(deployment: Deployment) -> None:
     again = deployment.start("serve")
     with again.client(deployment.key) as client:
         ids = list(acked)
-        wait_until(
-            lambda: all(s["status"] == "COMPLETED" for s in statuses(client, ids).values()),
-            what="every acknowledged request COMPLETED after the restart",
-        )
-        for request_id, state in statuses(client, ids).items():
+        done = all_completed(client, ids, "every acknowledged request COMPLETED after the restart")
+        for request_id, state in done.items():
             # echo answers with the request's own message: the request came back intact.
             assert state["response"]["choices"][0]["message"]["content"] == acked[request_id]
     print(f"\nkill -9 of the API: {len(acked)} acknowledged requests, all present after restart")
@@ -95,9 +98,11 @@ def test_sigterm_on_a_worker_finishes_what_it_can_and_hands_back_the_rest(
         upstream.rule(f"quick {i}", Reply(delay_s=0.5))  # done within the 1 s grace
         upstream.rule(f"slow {i}", Reply(delay_s=30))  # not done within it
     with api.client(deployment.key) as client:
-        quick = [client.post(PATH, json=chat(f"quick {i}")).json()["id"] for i in range(3)]
-        slow = [client.post(PATH, json=chat(f"slow {i}")).json()["id"] for i in range(3)]
-        wait_until(lambda: upstream.in_flight == 6, what="all six in flight")
+        quick = [submit(client, f"quick {i}") for i in range(3)]
+        slow = [submit(client, f"slow {i}") for i in range(3)]
+        eventually(
+            lambda: upstream.in_flight, lambda n: n == 6, what="all six in flight", timeout=30
+        )
         started = time.monotonic()
         assert worker.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 10
@@ -109,7 +114,4 @@ def test_sigterm_on_a_worker_finishes_what_it_can_and_hands_back_the_rest(
         for i in range(3):
             upstream.rule(f"slow {i}", None)
         deployment.start("worker")
-        wait_until(
-            lambda: all(s["status"] == "COMPLETED" for s in statuses(client, slow).values()),
-            what="the handed-back jobs COMPLETED by the next worker",
-        )
+        all_completed(client, slow, "the handed-back jobs COMPLETED by the next worker")

@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.conftest import write_config
+from tests.acceptance.conftest import PATH, chat, write_config
 from tests.fakes.upstream import FakeUpstream
-from tests.faults.conftest import PATH, Deployment, chat, statuses, wait_until
+from tests.faults.conftest import Deployment, all_completed, statuses
 from tests.faults.private_postgres import PrivatePostgres
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_postgres_outage_under_load(
                     if stop.is_set():
                         return
                     content = f"load {n}-{i}"
-                    response = client.post(PATH, json=chat(content, model="echo"))
+                    response = client.post(PATH, json=chat(content))
                     with lock:
                         if response.status_code == 200:
                             acked[response.json()["id"]] = content
@@ -58,15 +59,30 @@ def test_postgres_outage_under_load(
         for t in threads:
             t.start()
         try:
-            wait_until(lambda: len(acked) >= 50, what="acknowledged submits before the outage")
+            eventually(
+                lambda: len(acked),
+                lambda n: n >= 50,
+                what="acknowledged submits before the outage",
+                timeout=30,
+            )
             private_postgres.stop()
-            wait_until(lambda: len(unavailable) >= 20, what="503s during the outage")
+            eventually(
+                lambda: len(unavailable),
+                lambda n: n >= 20,
+                what="503s during the outage",
+                timeout=30,
+            )
             with httpx.Client(base_url=api.base_url) as plain:
                 ready = plain.get("/readyz")
             down_acked = len(acked)
             time.sleep(1.0)
             private_postgres.start()
-            wait_until(lambda: len(acked) >= down_acked + 50, what="submits accepted again")
+            eventually(
+                lambda: len(acked),
+                lambda n: n >= down_acked + 50,
+                what="submits accepted again",
+                timeout=30,
+            )
         finally:
             stop.set()
             for t in threads:
@@ -80,18 +96,16 @@ def test_postgres_outage_under_load(
         with api.client(deployment.key) as client:
             ids = list(acked)
             try:
-                wait_until(
-                    lambda: all(s["status"] == "COMPLETED" for s in statuses(client, ids).values()),
-                    timeout=60,
-                    what="every acknowledged request COMPLETED after the outage",
+                done = all_completed(
+                    client, ids, "every acknowledged request COMPLETED after the outage", 60
                 )
-            except AssertionError:
+            except AssertionError as timed_out:
                 left = [s for s in statuses(client, ids).values() if s["status"] != "COMPLETED"]
                 raise AssertionError(
-                    f"{len(left)} not COMPLETED: {left[:3]}\n"
+                    f"{timed_out}\n{len(left)} not COMPLETED: {left[:3]}\n"
                     f"{deployment.processes[1].log()[-4000:]}"
                 ) from None
-            for request_id, state in statuses(client, ids).items():
+            for request_id, state in done.items():
                 assert state["response"]["choices"][0]["message"]["content"] == acked[request_id]
         print(f"\nPostgreSQL outage: {len(acked)} acknowledged, {len(unavailable)} answered 503")
     finally:

@@ -1,4 +1,5 @@
-"""Fresh stores of every dialect for tests: migrated, on a clock the test may control."""
+"""Fresh stores of every dialect for tests: migrated, on a clock the test may control; and
+requests to put in them."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from chatq.domain import JSON
+from chatq.domain import JSON, NewRequest
 from chatq.store import Store, open_store
 from tests.pg import temporary_database
 
 DIALECTS = ["sqlite", "postgres"]
+OWNER = "alice"
 
 
 class Clock:
@@ -48,6 +50,18 @@ async def fresh_store(
             yield store
         finally:
             await store.close()
+
+
+def new_request(
+    content: str,
+    owner: str = OWNER,
+    model: str = "echo",
+    key: str | None = None,
+    **extra: object,
+) -> NewRequest:
+    """A one-message chat request (with any extra fields), built as the API builds it."""
+    request = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    return NewRequest.create(owner, request, key)
 
 
 async def complete_one(store: Store, request_id: str, worker_id: str, response: JSON) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import pytest
 
@@ -14,8 +15,7 @@ from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
-from chatq.worker.worker import Worker
-from tests.integration.working import FAST, Running, submit, wait_for
+from tests.integration.working import FAST, submit, wait_for, worker_running
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
@@ -28,11 +28,8 @@ def config() -> BackendConfig:
 
 @pytest.fixture
 async def local(config: BackendConfig) -> AsyncIterator[LocalBackend]:
-    backend = LocalBackend(config)
-    try:
+    async with aclosing(LocalBackend(config)) as backend:
         yield backend
-    finally:
-        await backend.aclose()
 
 
 def ask(**options: object) -> JSON:
@@ -112,17 +109,14 @@ async def test_without_config_smollm2_is_served() -> None:
 async def test_worker_fails_only_the_overlong_request(
     live_store: Store, config: BackendConfig
 ) -> None:
-    backends = BackendPool.build(ModelTable([config]))
     too_long = await submit(live_store, "word " * 4000, model="smollm2")
     fine = await submit(live_store, "Say hello.", model="smollm2")
-    running = Running(Worker(live_store, backends, FAST.model_copy(update={"lease_s": 30.0})))
-    try:
+    patient = FAST.model_copy(update={"lease_s": 30.0})
+    pool = BackendPool.build(ModelTable([config]))
+    async with aclosing(pool) as backends, worker_running(live_store, backends, patient):
         jobs = await wait_for(
             live_store, [too_long, fine], Status.COMPLETED, Status.FAILED, timeout=60
         )
-    finally:
-        await running.shutdown()
-        await backends.aclose()
     assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
     assert jobs[0].error_message is not None and "context window" in jobs[0].error_message
     assert jobs[1].response is not None and text(jobs[1].response).strip()

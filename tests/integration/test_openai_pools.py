@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
+from contextlib import aclosing
 
 import pytest
 
 from chatq.backends.base import TransientError
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream, Reply, unused_port
+from tests.waiting import eventually_async
 
 CONCURRENCY = 10
 REQUEST = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
@@ -39,10 +40,8 @@ def saying(content: str) -> dict[str, object]:
 
 async def all_at_once(upstream: FakeUpstream, backend: OpenAIBackend, calls: int) -> int:
     """Peak of calls in flight at the upstream while `calls` slow calls run together."""
-    for _ in range(100):  # calls given up on earlier are still sleeping at the upstream
-        if upstream.in_flight == 0:
-            break
-        await asyncio.sleep(0.05)
+    # Calls given up on earlier may still be sleeping at the upstream.
+    await in_flight(upstream, 0, "the upstream to finish earlier calls")
     upstream.reset_peak()
     upstream.rule("slow", Reply(delay_s=0.3))
     await asyncio.gather(*(backend.run(str(i), saying("slow")) for i in range(calls)))
@@ -50,19 +49,24 @@ async def all_at_once(upstream: FakeUpstream, backend: OpenAIBackend, calls: int
     return upstream.peak_in_flight
 
 
+async def in_flight(upstream: FakeUpstream, calls: int, what: str) -> None:
+    """Wait until exactly `calls` calls are in flight at the upstream."""
+
+    async def now() -> int:
+        return upstream.in_flight
+
+    await eventually_async(now, lambda n: n == calls, what=what, timeout=5)
+
+
 async def test_max_concurrency_calls_run_at_once(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url)
-    try:
+    async with aclosing(backend(upstream.base_url)) as chatq:
         assert await all_at_once(upstream, chatq, CONCURRENCY) == CONCURRENCY
         # The cap still holds with more callers than slots.
         assert await all_at_once(upstream, chatq, 3 * CONCURRENCY) == CONCURRENCY
-    finally:
-        await chatq.aclose()
 
 
 async def test_connections_are_kept_alive_and_reused(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url)
-    try:
+    async with aclosing(backend(upstream.base_url)) as chatq:
         # The first wave comes before the session exists: all its calls must share one, or
         # the next waves would open new connections.
         await all_at_once(upstream, chatq, CONCURRENCY)
@@ -71,8 +75,6 @@ async def test_connections_are_kept_alive_and_reused(upstream: FakeUpstream) -> 
             await chatq.run(str(i), REQUEST)
         assert len(upstream.client_ports) == 4 * CONCURRENCY + 3
         assert len(set(upstream.client_ports)) == CONCURRENCY
-    finally:
-        await chatq.aclose()
 
 
 @pytest.mark.parametrize(
@@ -83,8 +85,7 @@ async def test_connections_are_kept_alive_and_reused(upstream: FakeUpstream) -> 
 async def test_failed_calls_give_their_connection_slot_back(
     upstream: FakeUpstream, fault: Reply
 ) -> None:
-    chatq = backend(upstream.base_url, timeout_s=0.5)
-    try:
+    async with aclosing(backend(upstream.base_url, timeout_s=0.5)) as chatq:
         upstream.rule("fault", fault)
         outcomes = await asyncio.gather(
             *(chatq.run(str(i), saying("fault")) for i in range(2 * CONCURRENCY)),
@@ -92,46 +93,35 @@ async def test_failed_calls_give_their_connection_slot_back(
         )
         assert all(isinstance(o, TransientError) for o in outcomes), outcomes
         assert await all_at_once(upstream, chatq, CONCURRENCY) == CONCURRENCY
-    finally:
-        await chatq.aclose()
 
 
 async def test_a_cancelled_call_gives_its_connection_slot_back(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url)
-    try:
+    async with aclosing(backend(upstream.base_url)) as chatq:
         upstream.rule("hang", Reply(delay_s=1.5))
         calls = [asyncio.create_task(chatq.run(str(i), saying("hang"))) for i in range(CONCURRENCY)]
-        await asyncio.sleep(0.3)
+        await in_flight(upstream, CONCURRENCY, "every call to hang at the upstream")
         for call in calls:
             call.cancel()
         await asyncio.gather(*calls, return_exceptions=True)
         assert await all_at_once(upstream, chatq, CONCURRENCY) == CONCURRENCY
-    finally:
-        await chatq.aclose()
 
 
 async def test_timeout_s_bounds_the_whole_call_not_each_read(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url, timeout_s=0.5)
-    try:
+    async with aclosing(backend(upstream.base_url, timeout_s=0.5)) as chatq:
         # A byte every few ms: no single read waits long, the whole body takes 3 s.
         upstream.script(Reply(drip_s=3.0))
         started = time.monotonic()
         with pytest.raises(TransientError, match=r"no complete answer within 0\.5s"):
             await chatq.run("r1", REQUEST)
         assert time.monotonic() - started < 1.5
-    finally:
-        await chatq.aclose()
 
 
 async def test_redirects_are_not_followed(upstream: FakeUpstream) -> None:
-    chatq = backend(upstream.base_url)
-    try:
+    async with aclosing(backend(upstream.base_url)) as chatq:
         upstream.script(Reply(307, raw_body="", headers={"Location": upstream.base_url}))
         with pytest.raises(TransientError, match="HTTP 307 with a body that is not JSON"):
             await chatq.run("r1", REQUEST)
         assert upstream.call_count() == 1
-    finally:
-        await chatq.aclose()
 
 
 async def test_the_proxy_named_by_the_environment_is_used(
@@ -160,11 +150,8 @@ async def test_the_proxy_named_by_the_environment_is_used(
         monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{port}")  # httpx's default scheme: http
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        chatq = backend("http://upstream.invalid/v1")
-        try:
+        async with aclosing(backend("http://upstream.invalid/v1")) as chatq:
             response = await chatq.run("r1", REQUEST)
-        finally:
-            await chatq.aclose()
     assert response["choices"][0]["message"]["content"] == "proxied"
     assert request_lines == [b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1"]
 
@@ -172,17 +159,12 @@ async def test_the_proxy_named_by_the_environment_is_used(
 async def test_no_proxy_is_honoured(
     upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as probe:  # a proxy port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # a proxy port nothing listens on
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    chatq = backend(upstream.base_url)
-    try:
+    async with aclosing(backend(upstream.base_url)) as chatq:
         response = await chatq.run("r1", REQUEST)
         assert response["choices"][0]["message"]["content"] == "upstream: hi"
-    finally:
-        await chatq.aclose()
 
 
 def test_built_outside_an_event_loop_then_used_and_closed_in_one(upstream: FakeUpstream) -> None:

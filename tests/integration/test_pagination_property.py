@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import uuid
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatq.api.pagination import TokenCodec
-from chatq.domain import NewRequest, request_fingerprint
 from chatq.store import Store
-from tests.integration.stores import DIALECTS, Clock, fresh_store
+from tests.integration.stores import DIALECTS, Clock, fresh_store, new_request
 
 Step = tuple[int, int, str]  # page size, submissions made after reading the page, by whom
 
 
 async def submit(store: Store, owner: str) -> str:
-    request = {"model": "echo", "messages": [{"role": "user", "content": owner}]}
-    new = NewRequest(str(uuid.uuid4()), owner, "echo", request, request_fingerprint(request), None)
-    job, _ = await store.submit(new)
+    job, _ = await store.submit(new_request(owner, owner))
     return job.id
 
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from chatq.domain import NewRequest
 from chatq.store.postgres.store import PostgresStore
+from tests.integration.stores import new_request
 from tests.pg import temporary_database
+from tests.waiting import eventually_async
 
 
 @pytest.fixture
@@ -24,11 +25,6 @@ async def pg() -> AsyncIterator[tuple[PostgresStore, str]]:
             yield store, url
         finally:
             await store.close()
-
-
-async def submit(store: PostgresStore) -> None:
-    request = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
-    await store.submit(NewRequest.create("o", request))
 
 
 async def listener_pids(url: str) -> list[int]:
@@ -47,15 +43,6 @@ async def listener_pids(url: str) -> list[int]:
         await conn.close()
 
 
-async def until(condition: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_a_notify_from_another_connection_wakes_the_waiter(
     pg: tuple[PostgresStore, str],
 ) -> None:
@@ -68,7 +55,7 @@ async def test_a_notify_from_another_connection_wakes_the_waiter(
         await asyncio.sleep(0.1)
         assert not waiter.done()
         started = time.monotonic()
-        await submit(other)
+        await other.submit(new_request("x"))
         await asyncio.wait_for(waiter, timeout=5)
         assert time.monotonic() - started < 5
     finally:
@@ -91,12 +78,13 @@ async def test_listener_drops_then_polls_then_reconnects(pg: tuple[PostgresStore
     await store.wait_for_work(timeout=0.3)
     assert time.monotonic() - started < 5
 
-    async def reconnected() -> bool:
-        pids = await listener_pids(url)
-        return bool(pids) and pids != [pid]
-
-    await until(reconnected, timeout=20)
+    await eventually_async(
+        lambda: listener_pids(url),
+        lambda pids: pids and pids != [pid],
+        what=f"a listener other than the terminated pid {pid}",
+        timeout=20,
+    )
     waiter = asyncio.create_task(store.wait_for_work(timeout=30))
     await asyncio.sleep(0.1)
-    await submit(store)
+    await store.submit(new_request("x"))
     await asyncio.wait_for(waiter, timeout=5)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from chatq.domain import NewRequest, request_fingerprint
+from chatq.domain import NewRequest
 from chatq.store import UnstorableRequest
 from chatq.store.postgres.store import PostgresStore
+from tests.integration.stores import new_request
 from tests.pg import temporary_database
 
 
@@ -26,8 +26,7 @@ async def store() -> AsyncIterator[PostgresStore]:
 
 
 def new(content: str, key: str | None = None) -> NewRequest:
-    request = {"model": "echo", "messages": [{"role": "user", "content": content}]}
-    return NewRequest(str(uuid.uuid4()), "o", "echo", request, request_fingerprint(request), key)
+    return new_request(content, "o", key=key)
 
 
 async def test_a_refused_request_fails_alone_in_its_batch(store: PostgresStore) -> None:

@@ -8,15 +8,14 @@ import pytest
 
 from chatq.domain import JSON, ApiKey, NewRequest, Status
 from chatq.store import IdempotencyConflict, Store
-from tests.integration.stores import Clock, complete_one
+from tests.integration.stores import OWNER, Clock, complete_one, new_request
 
-OWNER = "alice"
 LEASE = 30.0
 
 
 def new(content: str = "hi", owner: str = OWNER, key: str | None = None) -> NewRequest:
-    request = {"model": "echo", "messages": [{"role": "user", "content": content}], "x": [1, 2.5]}
-    return NewRequest.create(owner, request, key)
+    """With a field the store must keep verbatim, as it keeps every field."""
+    return new_request(content, owner, key=key, x=[1, 2.5])
 
 
 async def test_submit_then_get(store: Store, clock: Clock) -> None:

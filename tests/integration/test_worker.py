@@ -13,10 +13,9 @@ from chatq.backends.pool import BackendPool
 from chatq.config import BackendConfig
 from chatq.domain import JSON, Status
 from chatq.store import Store
-from chatq.worker.worker import Worker
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.integration.stores import complete_one, fresh_store
-from tests.integration.working import FAST, OWNER, Running, submit, wait_for
+from tests.integration.stores import OWNER, Clock, complete_one, fresh_store
+from tests.integration.working import FAST, submit, wait_for, worker_running
 
 
 @pytest.fixture
@@ -27,11 +26,8 @@ def store(live_store: Store) -> Store:
 
 async def test_runs_jobs_oldest_first_to_completion(store: Store, backends: BackendPool) -> None:
     ids = [await submit(store, f"job {i}") for i in range(20)]
-    running = Running(Worker(store, backends, FAST))
-    try:
+    async with worker_running(store, backends):
         jobs = await wait_for(store, ids, Status.COMPLETED)
-    finally:
-        await running.shutdown()
     assert [j.status for j in jobs] == [Status.COMPLETED] * 20
     assert [j.response["choices"][0]["message"]["content"] for j in jobs if j.response] == [
         f"job {i}" for i in range(20)
@@ -42,13 +38,10 @@ async def test_runs_jobs_oldest_first_to_completion(store: Store, backends: Back
 
 async def test_wakes_at_once_on_submit(store: Store, backends: BackendPool) -> None:
     slow_poll = FAST.model_copy(update={"poll_interval_s": 30.0})
-    running = Running(Worker(store, backends, slow_poll))
-    try:
+    async with worker_running(store, backends, slow_poll):
         await asyncio.sleep(0.1)  # the worker is idle, waiting for work
         job_id = await submit(store, "wake up")
         (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=5)
-    finally:
-        await running.shutdown()
     assert job.status is Status.COMPLETED, "woken by the submit, not by the 30 s poll"
 
 
@@ -58,11 +51,8 @@ async def test_concurrency_bounds_backend_calls(
     upstream.script(*[Reply(delay_s=0.3) for _ in range(6)])
     ids = [await submit(store, f"slow {i}", model="up") for i in range(6)]
     upstream.reset_peak()
-    running = Running(Worker(store, backends, FAST.model_copy(update={"concurrency": 2})))
-    try:
+    async with worker_running(store, backends, FAST.model_copy(update={"concurrency": 2})):
         jobs = await wait_for(store, ids, Status.COMPLETED, timeout=15)
-    finally:
-        await running.shutdown()
     assert [j.status for j in jobs] == [Status.COMPLETED] * 6
     assert upstream.peak_in_flight == 2
     assert upstream.call_count() == 6
@@ -73,13 +63,9 @@ async def test_leases_are_renewed_for_long_jobs(
 ) -> None:
     upstream.script(Reply(delay_s=2.5))  # 2.5 leases long
     job_id = await submit(store, "long", model="up")
-    first = Running(Worker(store, backends, FAST))
-    second = Running(Worker(store, backends, FAST))  # would steal the job if a lease lapsed
-    try:
+    # The second worker would steal the job if a lease lapsed.
+    async with worker_running(store, backends), worker_running(store, backends):
         (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=15)
-    finally:
-        await first.shutdown()
-        await second.shutdown()
     assert job.status is Status.COMPLETED
     assert upstream.call_count() == 1, "never run twice"
 
@@ -88,11 +74,8 @@ async def test_a_dead_workers_job_is_rescued(store: Store, backends: BackendPool
     job_id = await submit(store, "orphan")
     (claimed,) = await store.claim("ghost-worker-that-died", 1, lease_s=0.3)
     assert claimed.id == job_id
-    running = Running(Worker(store, backends, FAST.model_copy(update={"lease_s": 0.3})))
-    try:
+    async with worker_running(store, backends, FAST.model_copy(update={"lease_s": 0.3})):
         (job,) = await wait_for(store, [job_id], Status.COMPLETED, timeout=10)
-    finally:
-        await running.shutdown()
     assert job.status is Status.COMPLETED
     assert not await complete_one(store, job_id, "ghost-worker-that-died", {}), (
         "the ghost comes too late"
@@ -104,9 +87,9 @@ async def test_shutdown_finishes_in_flight_jobs_within_grace(
 ) -> None:
     upstream.script(Reply(delay_s=0.5))
     job_id = await submit(store, "finish me", model="up")
-    running = Running(Worker(store, backends, FAST))
-    await wait_for(store, [job_id], Status.IN_PROGRESS)
-    await running.shutdown()
+    async with worker_running(store, backends) as running:
+        await wait_for(store, [job_id], Status.IN_PROGRESS)
+        await running.shutdown()  # what is tested: the shutdown, mid-job
     job = await store.get(OWNER, job_id)
     assert job is not None and job.status is Status.COMPLETED
 
@@ -116,9 +99,9 @@ async def test_shutdown_hands_back_what_outlives_the_grace(
 ) -> None:
     upstream.script(Reply(delay_s=5))
     job_id = await submit(store, "too slow", model="up")
-    running = Running(Worker(store, backends, FAST.model_copy(update={"grace_s": 0.2})))
-    await wait_for(store, [job_id], Status.IN_PROGRESS)
-    await running.shutdown()
+    async with worker_running(store, backends, FAST.model_copy(update={"grace_s": 0.2})) as running:
+        await wait_for(store, [job_id], Status.IN_PROGRESS)
+        await running.shutdown()  # what is tested: the shutdown, mid-job
     job = await store.get(OWNER, job_id)
     assert job is not None and job.status is Status.CREATED and job.started_at is None
     (again,) = await store.claim("next-worker", 1, lease_s=10)
@@ -147,11 +130,8 @@ async def test_a_backend_bug_fails_the_job_not_the_worker(
     broken = BackendPool(table, {"boom": Exploding(), "echo": EchoBackend()})
     bad = await submit(store, "x", model="boom")
     good = await submit(store, "y")
-    running = Running(Worker(store, broken, FAST))
-    try:
+    async with worker_running(store, broken):
         jobs = await wait_for(store, [bad, good], Status.COMPLETED, Status.FAILED)
-    finally:
-        await running.shutdown()
     assert [j.status for j in jobs] == [Status.FAILED, Status.COMPLETED]
     assert jobs[0].error_message is not None and "KeyError" in jobs[0].error_message
 
@@ -161,11 +141,8 @@ async def test_deadline_fails_a_job_that_takes_too_long(
 ) -> None:
     upstream.script(Reply(delay_s=3))
     job_id = await submit(store, "deadline", model="up")
-    running = Running(Worker(store, backends, FAST.model_copy(update={"deadline_s": 0.3})))
-    try:
+    async with worker_running(store, backends, FAST.model_copy(update={"deadline_s": 0.3})):
         (job,) = await wait_for(store, [job_id], Status.FAILED, timeout=10)
-    finally:
-        await running.shutdown()
     assert job.status is Status.FAILED
     assert job.error_message is not None and "deadline of 0.3s exceeded" in job.error_message
 
@@ -173,20 +150,14 @@ async def test_deadline_fails_a_job_that_takes_too_long(
 async def test_retention_purges_old_results(
     dialect: str, tmp_path: Path, backends: BackendPool
 ) -> None:
-    now = [1_800_000_000.0]
-
-    def clock() -> float:
-        return now[0]
-
+    clock = Clock()
     async with fresh_store(dialect, tmp_path, clock) as store:
         old = await submit(store, "old")
-        running = Running(Worker(store, backends, FAST, clock=clock))
-        await wait_for(store, [old], Status.COMPLETED)
-        await running.shutdown()
-        now[0] += 8 * 86_400
+        async with worker_running(store, backends, clock=clock):
+            await wait_for(store, [old], Status.COMPLETED)
+        clock.advance(8 * 86_400)
         recent = await submit(store, "recent")
-        running = Running(Worker(store, backends, FAST, clock=clock))
-        await wait_for(store, [recent], Status.COMPLETED)
-        await running.shutdown()
+        async with worker_running(store, backends, clock=clock):
+            await wait_for(store, [recent], Status.COMPLETED)
         assert await store.get(OWNER, old) is None, "finished 8 days ago: purged"
         assert await store.get(OWNER, recent) is not None
