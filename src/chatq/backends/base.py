@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from chatq.domain import JSON
+
+# Receives each piece of an answer's text as it is generated, in order, on the event loop's
+# thread.
+TextSink = Callable[[str], None]
 
 
 class BackendError(Exception):
@@ -26,8 +31,20 @@ class PermanentError(BackendError):
 class Backend(Protocol):
     name: str
 
-    async def run(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         """Run one chat request; return a normalized CompletionResponse.
+
+        With on_text, stream: call on_text(piece) with each piece of the answer's text as it
+        is generated, in order, on the event loop's thread; the returned response's
+        choices[0].message.content is then exactly the concatenation of the pieces. An
+        exception raised by on_text ends the call and propagates.
+
+        The request's own `stream` field is ignored: a backend streams exactly when on_text
+        is given.
+
+        Cancelling run() stops the work promptly: an upstream connection is closed (never
+        returned to a keep-alive pool half-read), a local model stops between tokens. After
+        run() has returned or raised, on_text is not called again.
 
         Raises TransientError or PermanentError."""
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatq.backends.base import PermanentError
+from chatq.backends.base import PermanentError, TextSink
 from chatq.backends.normalize import completion_response
 from chatq.config import BackendConfig, ConfigError
 from chatq.domain import JSON
@@ -108,7 +108,8 @@ class LocalBackend:
                 verbose=False,
             )
 
-    async def run(self, request_id: str, request: JSON) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
+        # Streaming comes in the next commit: for now the sink is not called.
         free = await self._pool()
         llama = await free.get()
         try:
