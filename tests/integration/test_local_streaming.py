@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from chatq.backends.base import TransientError
 from chatq.backends.local import LocalBackend, local_model_available
 from chatq.config import BackendConfig
 from chatq.domain import JSON
@@ -145,3 +146,19 @@ async def test_calls_cancelled_while_waiting_for_a_context_give_nothing_back_twi
     assert text(await one_context.run("b", ask("Say hello.", max_tokens=8))).strip()
     free = one_context._free
     assert free is not None and free.qsize() == 1, "exactly the one context is free"
+
+
+async def test_aclose_stops_a_generation_which_then_fails_not_completes() -> None:
+    backend = LocalBackend(config(1))
+    started = asyncio.Event()
+    call = asyncio.create_task(
+        backend.run(
+            "long",
+            ask("Write the numbers from 1 to 500 separated by commas.", max_tokens=1000),
+            lambda piece: started.set(),
+        )
+    )
+    await asyncio.wait_for(started.wait(), timeout=90)
+    await backend.aclose()  # returns once the thread has stopped and the context is closed
+    with pytest.raises(TransientError, match="smollm2 was closed while generating"):
+        await call

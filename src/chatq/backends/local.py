@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatq.backends.base import PermanentError, TextSink
+from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.normalize import completion_response
 from chatq.config import BackendConfig, ConfigError
 from chatq.domain import JSON
@@ -150,6 +150,8 @@ class LocalBackend:
             self._running.discard(generation)
         if generation.error is not None:
             raise generation.error
+        if generated.stopped:  # by aclose(): what it made is not the whole answer
+            raise TransientError(f"{self.name} was closed while generating")
         return completion_response(
             request_id,
             str(request.get("model", self.name)),
@@ -175,6 +177,7 @@ class _Generated:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    stopped: bool  # by the stop event, before the end
 
 
 class _Generation:
@@ -189,7 +192,7 @@ class _Generation:
     def run(self, llama: Llama, request: JSON) -> _Generated:
         """Generate (in a pool thread) until done, max_tokens or stop is set."""
         if self.stop.is_set():  # cancelled while this waited for its thread
-            return _Generated("", None, 0, 0)
+            return _Generated("", None, 0, 0, stopped=True)
         chunks: Any = llama.create_chat_completion(
             messages=[
                 {"role": m["role"], "content": _text(m.get("content"))} for m in request["messages"]
@@ -201,6 +204,7 @@ class _Generation:
         parts: list[str] = []
         finish_reason: str | None = None
         prompt_tokens: int | None = None
+        stopped = False
         try:
             for chunk in chunks:  # the prompt is read when the first one is asked for
                 if prompt_tokens is None:
@@ -212,6 +216,7 @@ class _Generation:
                     # the split would be off by those tokens; the total stays right.)
                     prompt_tokens = llama.n_tokens
                 if self.stop.is_set():
+                    stopped = True
                     break
                 choice = chunk["choices"][0]
                 piece = choice["delta"].get("content")
@@ -231,9 +236,9 @@ class _Generation:
         # last token, which llama.cpp's own usage counts and this count does not: one short.
         fed_back = llama.n_tokens - prompt
         completion = fed_back if finish_reason == "stop" else fed_back + 1
-        if self.stop.is_set():
+        if stopped:
             log.info("generation cancelled after %d token(s)", completion)
-        return _Generated("".join(parts), finish_reason, prompt, max(0, completion))
+        return _Generated("".join(parts), finish_reason, prompt, max(0, completion), stopped)
 
     def _deliver(self, piece: str) -> None:
         """On the loop's thread: hand one piece to on_text, unless the call is over."""
