@@ -2,12 +2,19 @@
 
 It answers POST /v1/chat/completions like a real provider, counts calls, and can be told
 to misbehave: each scripted Reply is used once, in order, before the default answer.
+
+A call with `"stream": true` is answered as a provider streams (a 200 Reply without raw_body;
+other Replies answer as they would without stream): server-sent chat.completion.chunk events,
+the first with the role, then the content in pieces, then one with the finish_reason, a usage
+chunk when stream_options.include_usage asks for it, then `data: [DONE]`. A client that goes
+away before the stream has ended is recorded in `disconnects`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -30,7 +37,16 @@ class Reply:
     """One scripted answer: a status with a JSON or raw body, optional headers and delay.
 
     drip_s spreads the body over that many seconds, a byte at a time; reset_after cuts the
-    connection once that many bytes of a longer declared body are out."""
+    connection once that many bytes of a longer declared body are out.
+
+    For a streamed call: json_body, when given, is the completion to stream (its content, its
+    other top-level fields such as citations in every chunk, its usage), else the default
+    answer; delay_s passes before the response starts. pieces splits the content into that
+    many pieces (default: word by word); token_delay_s passes before each piece. Faults, after
+    that many content pieces: cut_after cuts the connection, malformed_after sends an event
+    that is not JSON (then goes on), end_after ends the body cleanly with no finish_reason and
+    no [DONE]. events, when given, are sent as they are instead (raw SSE text, each written
+    on its own, token_delay_s apart)."""
 
     status: int = 200
     json_body: Any = None
@@ -39,6 +55,12 @@ class Reply:
     delay_s: float = 0.0
     drip_s: float = 0.0
     reset_after: int | None = None
+    pieces: int | None = None
+    token_delay_s: float = 0.0
+    cut_after: int | None = None
+    malformed_after: int | None = None
+    end_after: int | None = None
+    events: list[str] | None = None
 
 
 class _Reset(Exception):
@@ -55,6 +77,8 @@ class FakeUpstream:
         self.headers: list[dict[str, str]] = []
         # The client's port, per call: calls on one kept-alive connection share it.
         self.client_ports: list[int] = []
+        # The calls (numbered from 0, as in `calls`) whose client went away mid-stream.
+        self.disconnects: list[int] = []
         self._script: deque[Reply] = deque()
         self._rules: dict[str, Reply] = {}
         self._lock = threading.Lock()
@@ -119,8 +143,12 @@ class FakeUpstream:
                 reply = self._script.popleft()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            call = len(self.calls) - 1
         try:
-            return await self._reply(body, reply or Reply())
+            reply = reply or Reply()
+            if body.get("stream") is True and reply.status == 200 and reply.raw_body is None:
+                return await self._stream(request, call, body, reply)
+            return await self._reply(body, reply)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -141,6 +169,93 @@ class FakeUpstream:
         return StreamingResponse(
             _trickle(content, reply.drip_s, reply.reset_after), reply.status, headers, media_type
         )
+
+    def disconnect_count(self) -> int:
+        with self._lock:
+            return len(self.disconnects)
+
+    async def _stream(
+        self, request: Request, call: int, body: dict[str, Any], reply: Reply
+    ) -> Response:
+        if reply.delay_s and await _client_left(request, reply.delay_s):
+            self._disconnected(call)
+            return Response(status_code=499)  # nobody reads it
+        events = reply.events if reply.events is not None else self._chunk_events(body, reply)
+        return StreamingResponse(
+            self._send_events(call, events, reply),
+            200,
+            reply.headers,
+            media_type="text/event-stream",
+        )
+
+    def _chunk_events(self, body: dict[str, Any], reply: Reply) -> list[str]:
+        """The events of a streamed answer, as a provider sends them; the faults of reply."""
+        whole = reply.json_body if reply.json_body is not None else self.answer(body)
+        choice = whole["choices"][0]
+        content = choice["message"]["content"]
+        header = {
+            "id": whole.get("id", f"up-{len(self.calls)}"),
+            "object": "chat.completion.chunk",
+            "created": whole.get("created", int(time.time())),
+            "model": whole.get("model", body.get("model", "unknown")),
+        }
+        # Everything else at the top level (citations, search_results, ...) rides along in
+        # every chunk, as Perplexity sends it.
+        extra = {
+            k: v
+            for k, v in whole.items()
+            if k not in ("id", "object", "created", "model", "choices", "usage")
+        }
+        options = body.get("stream_options")
+        with_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            data: dict[str, Any] = {
+                **header,
+                **extra,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            if with_usage:
+                data["usage"] = None
+            return f"data: {json.dumps(data)}\n\n"
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        for sent, piece in enumerate(_split(content, reply.pieces)):
+            if sent == reply.cut_after:
+                events.append(_CUT)
+            if sent == reply.end_after:
+                return events
+            if sent == reply.malformed_after:
+                events.append('data: {"choices": [tru\n\n')
+            events.append(chunk({"content": piece}))
+        events.append(chunk({}, choice.get("finish_reason") or "stop"))
+        if with_usage:
+            usage = {**header, **extra, "choices": [], "usage": whole.get("usage")}
+            events.append(f"data: {json.dumps(usage)}\n\n")
+        events.append("data: [DONE]\n\n")
+        return events
+
+    async def _send_events(
+        self, call: int, events: list[str], reply: Reply
+    ) -> AsyncIterator[bytes]:
+        over = False
+        try:
+            for event in events:
+                if event is _CUT:
+                    over = True
+                    raise _Reset("connection cut by the fake upstream mid-stream")
+                if reply.token_delay_s:
+                    await asyncio.sleep(reply.token_delay_s)
+                yield event.encode()
+            over = True
+        finally:
+            # Cancelled by the server when the client went away, or closed after a failed send.
+            if not over:
+                self._disconnected(call)
+
+    def _disconnected(self, call: int) -> None:
+        with self._lock:
+            self.disconnects.append(call)
 
     def reset_peak(self) -> None:
         with self._lock:
@@ -184,6 +299,30 @@ async def _trickle(content: bytes, drip_s: float, reset_after: int | None) -> As
         yield bytes([byte])
         if drip_s:
             await asyncio.sleep(drip_s / len(content))
+
+
+# Marks where _chunk_events' connection is cut.
+_CUT = "<cut the connection here>"
+
+
+def _split(content: str, pieces: int | None) -> list[str]:
+    """content in that many pieces (word by word when None); they concatenate to content."""
+    if pieces is None:
+        words = re.split(r"(?<=\s)(?=\S)", content)
+        return [w for w in words if w]
+    size = -(-len(content) // max(1, pieces))  # ceiling division
+    return [content[i : i + size] for i in range(0, len(content), max(1, size))]
+
+
+async def _client_left(request: Request, seconds: float) -> bool:
+    """Wait that long; True as soon as the client disconnects meanwhile. (The body is read:
+    the next ASGI message can only be the disconnect.)"""
+    try:
+        async with asyncio.timeout(seconds):
+            message = await request.receive()
+    except TimeoutError:
+        return False
+    return bool(message["type"] == "http.disconnect")
 
 
 def _last_content(body: dict[str, Any]) -> str:

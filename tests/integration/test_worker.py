@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chatq.backends.base import TextSink
 from chatq.backends.echo import EchoBackend
 from chatq.backends.models import ModelTable
 from chatq.backends.pool import BackendPool
@@ -111,7 +112,7 @@ async def test_shutdown_hands_back_what_outlives_the_grace(
 class Exploding:
     name = "exploding"
 
-    async def run(self, request_id: str, request: JSON, on_text: object = None) -> JSON:
+    async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         raise KeyError("a bug in a backend")
 
     async def aclose(self) -> None:

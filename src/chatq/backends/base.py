@@ -7,6 +7,10 @@ from typing import Protocol
 
 from chatq.domain import JSON
 
+# Receives each piece of an answer's text as it is generated, in order, on the event loop's
+# thread.
+TextSink = Callable[[str], None]
+
 
 class BackendError(Exception):
     """An upstream call failed; the message says what happened, for error_message."""
@@ -24,18 +28,24 @@ class PermanentError(BackendError):
     """Retrying cannot help (a 4xx other than 408 and 429): fail the request at once."""
 
 
-TextSink = Callable[[str], None]
-
-
 class Backend(Protocol):
     name: str
 
     async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         """Run one chat request; return a normalized CompletionResponse.
 
-        With on_text, stream: on_text gets each piece of the answer's text as it is
-        generated, in order, on the event loop's thread; the response's
-        choices[0].message.content is then exactly the pieces joined. Cancelling run() stops
-        the work promptly. Raises TransientError or PermanentError."""
+        With on_text, stream: call on_text(piece) with each piece of the answer's text as it
+        is generated, in order, on the event loop's thread; the returned response's
+        choices[0].message.content is then exactly the concatenation of the pieces. An
+        exception raised by on_text ends the call and propagates.
+
+        The request's own `stream` field is ignored: a backend streams exactly when on_text
+        is given.
+
+        Cancelling run() stops the work promptly: an upstream connection is closed (never
+        returned to a keep-alive pool half-read), a local model stops between tokens. After
+        run() has returned or raised, on_text is not called again.
+
+        Raises TransientError or PermanentError."""
 
     async def aclose(self) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -19,9 +20,9 @@ class EchoBackend:
         user_turns = [m for m in messages if m.get("role") == "user"]
         answer = message_text(user_turns[-1]) if user_turns else ""
         if on_text is not None:
-            for word in re.findall(r"\S*\s*", answer):
-                if word:
-                    on_text(word)
+            for piece in word_pieces(answer):
+                on_text(piece)
+                await asyncio.sleep(0)  # as a real stream would: other tasks run, cancel lands
         prompt_tokens = sum(len(message_text(m).split()) for m in messages)
         return completion_response(
             request_id, request["model"], answer, prompt_tokens, len(answer.split())
@@ -29,6 +30,11 @@ class EchoBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+def word_pieces(text: str) -> list[str]:
+    """text word by word, each word with the whitespace after it: they concatenate to text."""
+    return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
 
 
 def message_text(message: JSON) -> str:

@@ -6,27 +6,38 @@ llama.cpp context must not be shared by two calls at once: each call borrows one
 from a small pool. Measured on 2 cores (bench/local.py's first table), a pool of one
 single-threaded context per core generated 2.2x the tokens/s of one two-threaded context
 behind a lock. The contexts map the same GGUF file (mmap), so its weights are in memory once.
+
+Every call generates as a stream of chunks (llama.cpp yields one for about every token), so
+that a cancelled call stops its thread between tokens; with a text sink, each piece of text is
+handed to the event loop as it comes. A context goes back to the pool only once its thread
+has stopped: never are two threads in one context.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
+import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatq.backends.base import PermanentError, TextSink
+from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.normalize import completion_response
 from chatq.config import BackendConfig, ConfigError
 from chatq.domain import JSON
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+log = logging.getLogger("chatq.backends.local")
 
 # llama-cpp-python silences llama.cpp while a model loads by pointing the process's stdout
 # and stderr (fds 1 and 2, and sys.stdout/sys.stderr) at /dev/null, then back. Two loads at
@@ -76,7 +87,9 @@ class LocalBackend:
         self._threads_each = max(1, cores // self.contexts)
         self._executor = ThreadPoolExecutor(self.contexts, thread_name_prefix="chatq-llama")
         self._free: asyncio.Queue[Llama] | None = None
+        self._loaded: list[Llama] = []
         self._loading = asyncio.Lock()
+        self._running: set[_Generation] = set()
 
     async def _pool(self) -> asyncio.Queue[Llama]:
         """Load the contexts on first use, off the event loop, once."""
@@ -92,6 +105,7 @@ class LocalBackend:
                 free: asyncio.Queue[Llama] = asyncio.Queue()
                 for llama in loaded:
                     free.put_nowait(llama)
+                self._loaded = list(loaded)
                 self._free = free
             return self._free
 
@@ -111,32 +125,137 @@ class LocalBackend:
     async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         free = await self._pool()
         llama = await free.get()
+        loop = asyncio.get_running_loop()
+        generation = _Generation(loop, on_text)
         try:
-            loop = asyncio.get_running_loop()
-            raw = await loop.run_in_executor(self._executor, _generate, llama, request)
+            future = self._executor.submit(generation.run, llama, request)
+        except BaseException:
+            free.put_nowait(llama)
+            raise
+        # The context goes back when the thread is done with it, not when this call ends: a
+        # cancelled call returns at once, while its thread finishes its current token.
+        future.add_done_callback(lambda _: _call_soon(loop, lambda: free.put_nowait(llama)))
+        self._running.add(generation)
+        try:
+            generated = await asyncio.wrap_future(future)
         except ValueError as exc:
             # llama.cpp: "Requested tokens (N) exceed context window of M".
             if "context window" in str(exc):
                 raise PermanentError(f"the prompt is too long for {self.name}: {exc}") from None
             raise PermanentError(f"{self.name} cannot run this request: {exc}") from None
         finally:
-            free.put_nowait(llama)
-        choice = raw["choices"][0]
-        usage = raw["usage"]
+            # Done, failed or cancelled: the thread stops at its next chunk, and no piece
+            # still on its way to the loop reaches on_text any more.
+            generation.stop.set()
+            self._running.discard(generation)
+        if generation.error is not None:
+            raise generation.error
+        if generated.stopped:  # by aclose(): what it made is not the whole answer
+            raise TransientError(f"{self.name} was closed while generating")
         return completion_response(
             request_id,
             str(request.get("model", self.name)),
-            choice["message"].get("content") or "",
-            int(usage["prompt_tokens"]),
-            int(usage["completion_tokens"]),
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            generated.content,
+            generated.prompt_tokens,
+            generated.completion_tokens,
+            finish_reason="length" if generated.finish_reason == "length" else "stop",
         )
 
     async def aclose(self) -> None:
-        if self._free is not None:
-            while not self._free.empty():
-                self._free.get_nowait().close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for generation in list(self._running):
+            generation.stop.set()
+        # Wait for the threads (each stops at its next token) before closing their contexts.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        loaded, self._loaded, self._free = self._loaded, [], None
+        for llama in loaded:
+            llama.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Generated:
+    content: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    stopped: bool  # by the stop event, before the end
+
+
+class _Generation:
+    """One call's generation: run() in a pool thread, the pieces delivered on the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_text: TextSink | None) -> None:
+        self.stop = threading.Event()  # set on the loop's thread only
+        self.error: Exception | None = None  # what on_text raised
+        self._loop = loop
+        self._on_text = on_text
+
+    def run(self, llama: Llama, request: JSON) -> _Generated:
+        """Generate (in a pool thread) until done, max_tokens or stop is set."""
+        if self.stop.is_set():  # cancelled while this waited for its thread
+            return _Generated("", None, 0, 0, stopped=True)
+        chunks: Any = llama.create_chat_completion(
+            messages=[
+                {"role": m["role"], "content": _text(m.get("content"))} for m in request["messages"]
+            ],
+            max_tokens=_max_tokens(request),
+            stream=True,
+            **{k: request[k] for k in _SAMPLING if request.get(k) is not None},
+        )
+        parts: list[str] = []
+        finish_reason: str | None = None
+        prompt_tokens: int | None = None
+        stopped = False
+        try:
+            for chunk in chunks:  # the prompt is read when the first one is asked for
+                if prompt_tokens is None:
+                    # Usage, counted here since streamed chunks carry none: when the first
+                    # chunk comes, llama.cpp has read the prompt (the chat template's
+                    # rendering, tokenized) and sampled the first token, not yet fed back, so
+                    # its context holds exactly the prompt's tokens. (If the first token were
+                    # held back, an incomplete UTF-8 character or the start of a stop string,
+                    # the split would be off by those tokens; the total stays right.)
+                    prompt_tokens = llama.n_tokens
+                if self.stop.is_set():
+                    stopped = True
+                    break
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece:
+                    parts.append(piece)
+                    if self._on_text is not None:
+                        self._loop.call_soon_threadsafe(self._deliver, piece)
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
+        finally:
+            chunks.close()  # ends llama.cpp's generator here, in this thread
+        prompt = prompt_tokens or 0
+        # Every generated token is fed back into the context but the last one. After
+        # max_tokens or a cancel, that last one is a token of the answer: count it. When the
+        # model ends its turn, it is the end-of-turn token, which does not count (as in
+        # llama.cpp's own usage). When a stop string ends the answer, it is the stop string's
+        # last token, which llama.cpp's own usage counts and this count does not: one short.
+        fed_back = llama.n_tokens - prompt
+        completion = fed_back if finish_reason == "stop" else fed_back + 1
+        if stopped:
+            log.info("generation cancelled after %d token(s)", completion)
+        return _Generated("".join(parts), finish_reason, prompt, max(0, completion), stopped)
+
+    def _deliver(self, piece: str) -> None:
+        """On the loop's thread: hand one piece to on_text, unless the call is over."""
+        if self.stop.is_set() or self._on_text is None:
+            return
+        try:
+            self._on_text(piece)
+        except Exception as exc:
+            self.error = exc
+            self.stop.set()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """callback() on the loop's thread, from any thread; not at all if the loop is closed
+    (then nobody is left to use what it would hand back)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 _devnull_closed_at_exit = False
@@ -157,19 +276,9 @@ def _close_devnull_at_exit() -> None:
             atexit.register(file.close)
 
 
-def _generate(llama: Llama, request: JSON) -> Any:
-    """One chat completion, with the model's own chat template (runs in a pool thread)."""
-    options = {k: request[k] for k in _SAMPLING if request.get(k) is not None}
+def _max_tokens(request: JSON) -> int:
     max_tokens = request.get("max_tokens")
-    return llama.create_chat_completion(
-        messages=[
-            {"role": m["role"], "content": _text(m.get("content"))} for m in request["messages"]
-        ],
-        max_tokens=max_tokens
-        if isinstance(max_tokens, int) and max_tokens > 0
-        else DEFAULT_MAX_TOKENS,
-        **options,
-    )
+    return max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_MAX_TOKENS
 
 
 def _text(content: Any) -> str:

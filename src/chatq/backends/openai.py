@@ -1,9 +1,12 @@
 """Any OpenAI-compatible upstream: POST {base_url}/chat/completions over pooled keep-alive
-connections (aiohttp)."""
+connections (aiohttp). With a text sink the call streams: the upstream is asked for
+server-sent chat.completion.chunk events, each content delta goes to the sink as it arrives,
+and the chunks are assembled into one whole chat completion."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
@@ -16,6 +19,7 @@ from yarl import URL
 
 from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.normalize import MalformedCompletion, normalize_completion
+from chatq.backends.sse import MalformedStream, SSEDecoder
 from chatq.config import BackendConfig
 from chatq.domain import JSON
 
@@ -24,6 +28,10 @@ _CONNECT_TIMEOUT_S = 10.0
 # (uvicorn's and so vLLM's is 5 s) close it under a request: httpx's default, as before.
 _KEEPALIVE_S = 5.0
 _SNIPPET = 300
+# After [DONE] the body's end is normally in the same read or the next: wait this long for it
+# so the connection can be reused, else drop the connection.
+_DRAIN_S = 1.0
+_STREAM_HEADERS = {"Accept": "text/event-stream"}
 
 
 class OpenAIBackend:
@@ -68,22 +76,45 @@ class OpenAIBackend:
         body = {k: v for k, v in request.items() if k != "stream"}
         if self._upstream_model:
             body["model"] = self._upstream_model
+        if on_text is not None:
+            body["stream"] = True
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        model = str(request.get("model", ""))
         session = self._open_session()
+        streamed: JSON | None = None
         async with self._slots:
             try:
                 # The whole call, body included: a slow drip must not outlive timeout_s.
                 async with asyncio.timeout(self._timeout_s):
                     async with session.post(
-                        self._url, data=data.encode(), proxy=self._proxy, allow_redirects=False
+                        self._url,
+                        data=data.encode(),
+                        proxy=self._proxy,
+                        allow_redirects=False,
+                        headers=_STREAM_HEADERS if on_text is not None else None,
                     ) as response:
-                        answer = _Answer(
-                            status=response.status,
-                            reason=response.reason or "",
-                            retry_after=response.headers.get("Retry-After"),
-                            charset=response.charset,
-                            body=await response.read(),
-                        )
+                        if on_text is not None and _is_event_stream(response):
+                            try:
+                                streamed = await self._read_stream(response, on_text)
+                            except BaseException:
+                                # Cancelled, timed out or broken: close the connection now,
+                                # so the upstream sees us go and stops generating; a half-read
+                                # one must never go back to the keep-alive pool.
+                                response.close()
+                                raise
+                        else:
+                            answer = _Answer(
+                                status=response.status,
+                                reason=response.reason or "",
+                                retry_after=response.headers.get("Retry-After"),
+                                charset=response.charset,
+                                body=await response.read(),
+                            )
             except TimeoutError as exc:  # aiohttp's own timeout errors are TimeoutErrors too
                 raise TransientError(
                     f"upstream {self.name}: no complete answer within {self._timeout_s:g}s "
@@ -91,7 +122,77 @@ class OpenAIBackend:
                 ) from exc
             except aiohttp.ClientError as exc:
                 raise TransientError(f"upstream {self.name}: {type(exc).__name__}: {exc}") from exc
-        return self._read(answer, request_id, str(request.get("model", "")))
+        if streamed is not None:
+            return self._normalize(streamed, request_id, model)
+        completion = self._read(answer, request_id, model)
+        if on_text is not None:
+            # Asked to stream, the upstream answered with one whole completion (or an error,
+            # raised above): its text is then the one piece.
+            content = completion["choices"][0]["message"]["content"]
+            if isinstance(content, str) and content:
+                on_text(content)
+        return completion
+
+    async def _read_stream(self, response: aiohttp.ClientResponse, on_text: TextSink) -> JSON:
+        """The upstream's chat.completion.chunk events, assembled into one chat completion."""
+        decoder = SSEDecoder()
+        chunks = _Chunks()
+        done = False
+        try:
+            async for received in response.content.iter_any():
+                for event in decoder.feed(received):
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    for piece in chunks.add(self._chunk(event.data, chunks.count)):
+                        on_text(piece)
+                if done:
+                    break
+        except MalformedStream as exc:
+            raise TransientError(
+                f"upstream {self.name}: malformed event stream after {chunks.count} chunk(s): {exc}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(
+                f"upstream {self.name}: the stream broke off after {chunks.count} chunk(s): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if done:
+            await _drain(response)
+        elif not chunks.finished:
+            cut = " in the middle of an event" if decoder.pending else ""
+            raise TransientError(
+                f"upstream {self.name}: the stream ended{cut} after {chunks.count} chunk(s), "
+                "without [DONE] or a finish_reason"
+            )
+        return chunks.completion()
+
+    def _chunk(self, data: str, count: int) -> JSON:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise TransientError(
+                f"upstream {self.name}: malformed event after {count} chunk(s), not JSON: "
+                f"{data[:_SNIPPET]!r}"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise TransientError(
+                f"upstream {self.name}: malformed event after {count} chunk(s), not a JSON "
+                f"object: {data[:_SNIPPET]!r}"
+            )
+        if "error" in chunk and "choices" not in chunk:
+            # vLLM, OpenAI and others report a failure mid-stream as an error event.
+            raise TransientError(
+                f"upstream {self.name}: error in the stream after {count} chunk(s): "
+                f"{_error_message(chunk) or data[:_SNIPPET]}"
+            )
+        return chunk
+
+    def _normalize(self, raw: Any, request_id: str, model: str) -> JSON:
+        try:
+            return normalize_completion(raw, request_id, model)
+        except MalformedCompletion as exc:
+            raise TransientError(f"upstream {self.name}: malformed completion: {exc}") from None
 
     def _read(self, answer: _Answer, request_id: str, model: str) -> JSON:
         status = answer.status
@@ -109,10 +210,7 @@ class OpenAIBackend:
                 f"upstream {self.name}: HTTP {status} with a body that is not JSON: "
                 f"{answer.text()[:_SNIPPET]!r}"
             ) from None
-        try:
-            return normalize_completion(raw, request_id, model)
-        except MalformedCompletion as exc:
-            raise TransientError(f"upstream {self.name}: malformed completion: {exc}") from None
+        return self._normalize(raw, request_id, model)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -138,6 +236,98 @@ class _Answer:
             return self.body.decode("utf-8", errors="replace")
 
 
+class _Chunks:
+    """chat.completion.chunk objects added up into one chat completion: per choice the content
+    deltas concatenated (and any other text delta, such as reasoning_content), the role and
+    the finish_reason; the usage from the chunk that carries it; every other top-level field
+    (id, model, created, citations, search_results, ...) as the last chunk that sent it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._top: JSON = {}
+        self._usage: Any = None
+        self._choices: dict[int, _Choice] = {}
+
+    def add(self, chunk: JSON) -> list[str]:
+        """Take one chunk; return the content pieces it adds to the first choice."""
+        self.count += 1
+        for key, value in chunk.items():
+            if key == "usage":
+                if isinstance(value, dict):
+                    self._usage = value
+            elif key not in ("choices", "object") and value is not None:
+                self._top[key] = value
+        pieces: list[str] = []
+        choices = chunk.get("choices")
+        for position, raw in enumerate(choices if isinstance(choices, list) else []):
+            if not isinstance(raw, dict):
+                continue
+            index = raw["index"] if isinstance(raw.get("index"), int) else position
+            choice = self._choices.setdefault(index, _Choice())
+            piece = choice.add(raw)
+            if piece and index == 0:
+                pieces.append(piece)
+        return pieces
+
+    @property
+    def finished(self) -> bool:
+        """Every choice has its finish_reason (and there is one)."""
+        return bool(self._choices) and all(c.finish_reason for c in self._choices.values())
+
+    def completion(self) -> JSON:
+        completion: JSON = {
+            **self._top,
+            "object": "chat.completion",
+            "choices": [c.whole(i) for i, c in sorted(self._choices.items())],
+        }
+        if self._usage is not None:
+            completion["usage"] = self._usage
+        return completion
+
+
+class _Choice:
+    def __init__(self) -> None:
+        self.role: str | None = None
+        self.text: dict[str, list[str]] = {}  # content and any other text field of the deltas
+        self.finish_reason: str | None = None
+
+    def add(self, raw: JSON) -> str:
+        """Take one chunk's choice; return its content piece."""
+        delta = raw.get("delta")
+        if isinstance(raw.get("finish_reason"), str):
+            self.finish_reason = raw["finish_reason"]
+        if not isinstance(delta, dict):
+            return ""
+        if isinstance(delta.get("role"), str):
+            self.role = delta["role"]
+        for key, value in delta.items():
+            if key != "role" and isinstance(value, str):
+                self.text.setdefault(key, []).append(value)
+        content = delta.get("content")
+        return content if isinstance(content, str) else ""
+
+    def whole(self, index: int) -> JSON:
+        message: JSON = {"role": self.role or "assistant", "content": ""}
+        message.update({key: "".join(parts) for key, parts in self.text.items()})
+        return {"index": index, "message": message, "finish_reason": self.finish_reason}
+
+
+def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
+    """A 2xx event stream: anything else (an error, a whole JSON answer) is read as a body."""
+    return 200 <= response.status < 300 and response.content_type == "text/event-stream"
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what follows [DONE] (the body's end) so that the connection can be kept alive;
+    if it does not come soon, close the connection instead."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(_DRAIN_S):
+            while await response.content.readany():
+                pass
+    if not response.content.at_eof():
+        response.close()
+
+
 def _environment_proxy(url: URL) -> str | None:
     """The proxy that HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY name for url, if any.
 
@@ -156,6 +346,12 @@ def _error_text(answer: _Answer) -> str:
         body: Any = json.loads(answer.body)
     except ValueError:
         return answer.text()[:_SNIPPET].strip() or answer.reason
+    message = _error_message(body)
+    return answer.text()[:_SNIPPET] if message is None else message
+
+
+def _error_message(body: Any) -> str | None:
+    """The message of an error object as OpenAI-compatible servers write it, if any."""
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -163,7 +359,7 @@ def _error_text(answer: _Answer) -> str:
         for key in ("error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])
-    return answer.text()[:_SNIPPET]
+    return None
 
 
 def parse_retry_after(value: str | None) -> float | None:
