@@ -29,6 +29,7 @@ column requests.runs integer not null default 0
 column requests.seq bigint not null identity
 column requests.started_at double precision
 column requests.status text not null
+column requests.stream boolean not null default false
 column schema_migrations.applied_at double precision not null
 column schema_migrations.name text not null
 column schema_migrations.version integer not null
