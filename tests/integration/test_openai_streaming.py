@@ -114,7 +114,9 @@ async def test_the_clients_own_stream_field_does_not_decide(
     response, pieces = await streamed(chatq, request)
     assert content(response) == "".join(pieces) == STORY
     assert upstream.calls[0]["stream"] is True
-    assert upstream.calls[0]["stream_options"] == {"other": 1, "include_usage": True}
+    assert upstream.calls[0]["stream_options"] == {"include_usage": True}
+    await chatq.run("r2", {**REQUEST, "stream": True, "stream_options": {"include_usage": True}})
+    assert upstream.calls[1] == REQUEST, "a provider refuses stream_options without stream"
 
 
 async def test_every_field_the_upstream_streams_is_kept(

@@ -73,16 +73,14 @@ class OpenAIBackend:
         return self._session
 
     async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
-        body = {k: v for k, v in request.items() if k != "stream"}
+        # How chatq talks to the upstream is chatq's choice, not the client's: stream and
+        # stream_options (which a provider refuses without stream) are never forwarded.
+        body = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
         if self._upstream_model:
             body["model"] = self._upstream_model
         if on_text is not None:
             body["stream"] = True
-            options = body.get("stream_options")
-            body["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
+            body["stream_options"] = {"include_usage": True}
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         model = str(request.get("model", ""))
         session = self._open_session()
