@@ -71,6 +71,17 @@ def test_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     assert lines[-1].endswith(" COMPLETED"), "then the list: the one request, COMPLETED"
 
 
+def test_sync_route_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    """Both SDKs' plain chat.completions.create against the sync route, as the README shows."""
+    script = block_containing("python", "from openai import OpenAI")
+    out = run(
+        [sys.executable, "-c", script.replace(DEFAULT_ADDRESS, server.base_url)], server, new_key()
+    )
+    perplexity_answer, _, openai_answer = out.partition("\n")
+    assert perplexity_answer.strip(), "the Perplexity SDK printed the local model's answer"
+    assert openai_answer.strip(), "the OpenAI SDK streamed the local model's answer"
+
+
 @pytest.mark.timeout(600)
 def test_quick_start_installs_and_serves(tmp_path: Path) -> None:
     """The quick start's one command, as printed, plus a free port and a scratch database."""
