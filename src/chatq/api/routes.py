@@ -85,7 +85,6 @@ def async_routes(prefix: str) -> APIRouter:
     """The async routes under prefix, one of FAMILIES."""
     suffix = FAMILIES[prefix]
     router = APIRouter(prefix=prefix, tags=["async chat completions"])
-    get_id = f"get_async_chat_completion{suffix}"
     # What the stateful tests (and clients) may do with the id a create returns.
     links = {
         name: {
@@ -112,13 +111,19 @@ def async_routes(prefix: str) -> APIRouter:
             ),
         )
     }
-    router.add_api_route(
+
+    def route(method: str, path: str, endpoint: Any, operation: str, **options: Any) -> None:
+        options.setdefault("openapi_extra", SECURED)
+        options.setdefault("response_model", AsyncApiChatCompletionsResponse)
+        operation_id = f"{operation}{suffix}"
+        router.add_api_route(path, endpoint, methods=[method], operation_id=operation_id, **options)
+
+    route(
+        "POST",
         "",
         create,
-        methods=["POST"],
+        "create_async_chat_completion",
         summary="Create Async Chat Completion",
-        operation_id=f"create_async_chat_completion{suffix}",
-        response_model=AsyncApiChatCompletionsResponse,
         responses={200: {"links": links}, **error_responses(400, 401, 409), **VALIDATION_ERROR},
         openapi_extra={
             **SECURED,
@@ -126,59 +131,55 @@ def async_routes(prefix: str) -> APIRouter:
             "requestBody": CREATE_BODY,
         },
     )
-    router.add_api_route(
+    route(
+        "GET",
         "",
         list_requests,
-        methods=["GET"],
+        "list_async_chat_completions",
         summary="List Async Chat Completions",
         description="Lists all asynchronous chat completion requests for the authenticated user.",
-        operation_id=f"list_async_chat_completions{suffix}",
         response_model=ListAsyncApiChatCompletionsResponse,
         responses=error_responses(400, 401),
-        openapi_extra=SECURED,
     )
-    router.add_api_route(
+    route(
+        "GET",
         "/{api_request}",
         get_request,
-        methods=["GET"],
+        "get_async_chat_completion",
         summary="Get Async Chat Completion",
-        operation_id=get_id,
-        response_model=AsyncApiChatCompletionsResponse,
         responses=error_responses(401, 404),
-        openapi_extra=SECURED,
     )
-    router.add_api_route(
+    route(
+        "POST",
         "/{api_request}/cancel",
         cancel_request,
-        methods=["POST"],
+        "cancel_async_chat_completion",
         summary="Cancel Async Chat Completion",
         description="A request not yet started fails at once; a running one is stopped by "
         "its worker within a second and fails; a finished one is returned unchanged.",
-        operation_id=f"cancel_async_chat_completion{suffix}",
-        response_model=AsyncApiChatCompletionsResponse,
         responses=error_responses(401, 404),
-        openapi_extra=SECURED,
     )
-    router.add_api_route(
+    route(
+        "DELETE",
         "/{api_request}",
         delete_request,
-        methods=["DELETE"],
+        "delete_async_chat_completion",
         status_code=204,
         summary="Delete Async Chat Completion",
         description="Deletes a finished request and all that is stored with it.",
-        operation_id=f"delete_async_chat_completion{suffix}",
+        response_model=None,
         response_class=Response,
         responses={204: {"description": "Deleted."}, **error_responses(401, 404, 409)},
-        openapi_extra=SECURED,
     )
-    router.add_api_route(
+    route(
+        "GET",
         "/{api_request}/events",
         request_events,
-        methods=["GET"],
+        "stream_async_chat_completion_events",
         summary="Stream Async Chat Completion Events",
         description="status events at each transition, delta events with the text of a "
         "request submitted with stream: true, and a last done event with the full object.",
-        operation_id=f"stream_async_chat_completion_events{suffix}",
+        response_model=None,
         response_class=Response,
         responses={**EVENTS_RESPONSE, **error_responses(400, 401, 404)},
         openapi_extra={**SECURED, "parameters": [LAST_EVENT_ID_HEADER]},

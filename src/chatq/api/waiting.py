@@ -14,6 +14,7 @@ from typing import TypeVar
 from fastapi import Request
 
 from chatq.domain import Job, Status
+from chatq.races import unless
 from chatq.store import Store
 
 T = TypeVar("T")
@@ -49,17 +50,8 @@ async def until_finished(
 async def unless_disconnected(http: Request, work: Awaitable[T]) -> tuple[bool, T | None]:
     """(True, work's result), or (False, None) if the client went away first, in which case
     work is cancelled."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(http))
-    try:
-        await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-    if not task.done() or task.cancelled():
-        return False, None
-    return True, task.result()
+    done = await unless(work, _disconnected(http))
+    return (False, None) if done.cancelled() else (True, done.result())
 
 
 async def _disconnected(http: Request) -> None:

@@ -23,6 +23,7 @@ from chatq.backends.pool import BackendPool
 from chatq.config import WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
+from chatq.races import unless
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
 from chatq.worker.text import StreamedText, TextCheckpoints
@@ -295,16 +296,7 @@ async def _call(
 ) -> JSON:
     """backend.run, stopped (the task cancelled, so the backend closes its upstream call or
     stops generating) as soon as the job is cancelled."""
-    call = asyncio.ensure_future(backend.run(job.id, job.request, on_text))
-    cancelled = asyncio.ensure_future(progress.cancelled.wait())
-    try:
-        await asyncio.wait([call, cancelled], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        cancelled.cancel()
-        if not call.done():
-            call.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await call
+    call = await unless(backend.run(job.id, job.request, on_text), progress.cancelled.wait())
     if progress.cancelled.is_set() and (call.cancelled() or call.exception() is not None):
         raise _Cancelled  # whatever the call said as it was stopped
     return call.result()
