@@ -53,10 +53,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A process started by a bench, serving HTTP at url."""
+
+    url: str  # its base URL, http://127.0.0.1:PORT
+    pid: int
+
+
 @contextmanager
-def process(*argv: str, ready: str) -> Iterator[str]:
+def process(*argv: str, ready: str) -> Iterator[Server]:
     """Run argv until the block ends (stopped by its own pid), once the URL ready answers;
-    yield ready's base URL."""
+    yield ready's base URL and the pid."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log)
         try:
@@ -71,15 +79,16 @@ def process(*argv: str, ready: str) -> Iterator[str]:
                         tail = log.read().decode()[-2000:]
                         raise RuntimeError(f"{argv} did not start: {tail}") from None
                     time.sleep(0.1)
-            yield ready.rsplit("/", 1)[0]
+            yield Server(ready.rsplit("/", 1)[0], proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
 
-def script_server(script: str, *args: str, ready: str = "/healthz") -> AbstractContextManager[str]:
-    """`python bench/SCRIPT PORT ARGS...` on a free port, once its ready path answers; its
-    base URL."""
+def script_server(
+    script: str, *args: str, ready: str = "/healthz"
+) -> AbstractContextManager[Server]:
+    """`python bench/SCRIPT PORT ARGS...` on a free port, once its ready path answers."""
     port = free_port()
     argv = (sys.executable, str(HERE / script), str(port), *args)
     return process(*argv, ready=f"http://127.0.0.1:{port}{ready}")
@@ -93,11 +102,73 @@ def chatq(*args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def chatq_server(command: str, url: str) -> AbstractContextManager[str]:
-    """`chatq serve` or `chatq api` on a free port, once /healthz answers; its base URL."""
+def chatq_server(command: str, url: str, *args: str) -> AbstractContextManager[Server]:
+    """`chatq serve` or `chatq api` (with more args, such as --config) on a free port, once
+    /healthz answers."""
     port = free_port()
-    argv = (sys.executable, "-m", "chatq", command, "--database", url, "--port", str(port))
+    argv = (sys.executable, "-m", "chatq", command, "--database", url, "--port", str(port), *args)
     return process(*argv, ready=f"http://127.0.0.1:{port}/healthz")
+
+
+@contextmanager
+def chatq_worker(url: str, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """A `chatq worker` process (more args: --config ...), stopped by its own pid, once it
+    has printed its ready line; (process, seconds from launch to ready). Its log goes to
+    log."""
+    argv = [sys.executable, "-m", "chatq", "worker", "--database", url, *args]
+    with log.open("w") as err:
+        launched = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("chatq worker") and line.rstrip().endswith("ready"):
+                    break
+            else:
+                raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
+            yield proc, time.monotonic() - launched
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+UPSTREAM_CONFIG = """\
+[worker]
+concurrency = {in_flight}
+
+[[backends]]
+name = "{model}"
+type = "openai"
+base_url = "{base_url}/v1"
+models = ["{model}"]
+max_concurrency = {in_flight}
+timeout_s = 120
+"""
+
+
+def upstream_config(path: Path, upstream: str, model: str, in_flight: int) -> Path:
+    """Write a chatq config to path that serves model from the OpenAI-compatible upstream
+    at base URL upstream (bench/slow_upstream.py), with in_flight calls at once per worker
+    and per backend; the path."""
+    path.write_text(UPSTREAM_CONFIG.format(in_flight=in_flight, base_url=upstream, model=model))
+    return path
+
+
+# ---- processes, seen from outside
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a live process from /proc/PID/status: VmRSS (now) or VmHWM (peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a live process, start-up included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
