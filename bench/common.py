@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+import aiohttp.http_parser
 import asyncpg
 import httpx
 
@@ -171,6 +173,25 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_stack(pid: int) -> str:
+    """The event loop and HTTP parser that a uvicorn process (chatq serve, chatq api) loaded,
+    from its memory map: uvloop and httptools are C extensions, which show there once
+    imported; without them uvicorn runs on asyncio's loop and parses with h11."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    loop = "uvloop" if "/uvloop/" in maps else "asyncio"
+    parser = "httptools" if "/httptools/" in maps else "h11"
+    return f"{loop} loop, {parser} parser"
+
+
+def client_stack() -> str:
+    """The event loop and HTTP parser of this process's aiohttp client (call it on the
+    running loop)."""
+    parser = aiohttp.http_parser.HttpResponseParser.__module__
+    kind = "C" if parser == "aiohttp._http_parser" else "pure-Python"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return f"{loop} loop, aiohttp's {kind} parser"
+
+
 @contextmanager
 def database(store: str, workdir: Path, name: str = "bench") -> Iterator[str]:
     """The URL of a fresh, empty database: a SQLite file in workdir, or a PostgreSQL database
@@ -197,6 +218,17 @@ def database_with_key(store: str, workdir: Path, name: str = "bench") -> Iterato
 
 
 # ---- load and figures
+
+
+def api_session(base: str, key: str, connections: int = 100) -> aiohttp.ClientSession:
+    """An aiohttp session on chatq's API at base, with the key, at most connections open at
+    once, and no overall timeout (long-polls and event streams last)."""
+    return aiohttp.ClientSession(
+        base,
+        headers={"Authorization": f"Bearer {key}"},
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=None, connect=30),
+    )
 
 
 def wrk(
