@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -171,6 +172,16 @@ def cpu_s(pid: int) -> float:
     """User + system CPU time of a live process, start-up included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sockets(pid: int) -> int:
+    """How many sockets a live process holds open (listening, accepted, outgoing)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            if os.readlink(fd).startswith("socket:"):
+                count += 1
+    return count
 
 
 def server_stack(pid: int) -> str:
@@ -348,6 +359,28 @@ def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
             await conn.close()
 
     return asyncio.run(fetch())
+
+
+def database_connections(url: str, pid: int) -> int:
+    """Connections to the database. PostgreSQL: every backend connected to url's database
+    (pg_stat_activity), whoever holds it, but the one this count opens. SQLite: the ones
+    process pid holds, as its open handles on the database file (one per connection)."""
+    if url.startswith("sqlite:///"):
+        path = os.path.realpath(url.removeprefix("sqlite:///"))
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == path:
+                    count += 1
+        return count
+    rows = query(url, CONNECTIONS)
+    return int(rows[0][0])
+
+
+CONNECTIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
 
 
 @dataclass(frozen=True)

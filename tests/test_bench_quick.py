@@ -64,3 +64,16 @@ def test_long_jobs_bench_runs_in_quick_mode() -> None:
     for store in ("sqlite", "postgres"):
         assert float(by_run[store][7]) > 0  # worker peak RSS MB
         assert by_run[store][10] == "0"  # no request failed
+
+
+@pytest.mark.timeout(300)
+def test_many_waiters_bench_runs_in_quick_mode() -> None:
+    stdout = quick("many_waiters.py")
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
+    by_store = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
+    assert set(by_store) == {"sqlite", "postgres"}, stdout
+    for cells in by_store.values():
+        assert cells[3] == "200"  # every long-poll and stream answered after the cancels
+        assert float(cells[5]) > 0  # RSS held MB
+        assert all(n.isdigit() for n in cells[8].split(" / "))  # DB connections
+        assert float(cells[9]) > 0  # RSS held / before
