@@ -23,7 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +234,26 @@ def database_with_key(store: str, workdir: Path, name: str = "bench") -> Iterato
     with database(store, workdir, name) as url:
         chatq("migrate", "--database", url)
         yield url, chatq("keys", "create", OWNER, "--database", url)
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) of each server-sent event of a response, as they arrive (the lines end
+    with LF or CRLF, as sse-starlette writes them; comments are skipped)."""
+    event = "message"
+    data: list[str] = []
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
 
 
 # ---- load and figures

@@ -55,6 +55,7 @@ from common import (
     rss_mb,
     server_stack,
     sockets,
+    sse_events,
     summaries,
     table,
 )
@@ -123,14 +124,13 @@ async def event_stream(session: aiohttp.ClientSession, request_id: str, opened: 
     """Hold an event stream until its done event; the status that event gives."""
     async with session.get(f"{PATH}/{request_id}/events") as response:
         assert response.status == 200, response.status
-        event = None
-        async for line in response.content:
-            if line.startswith(b"event:"):
-                if event is None:
-                    opened.one()
-                event = line.split(b":", 1)[1].strip()
-            elif line.startswith(b"data:") and event == b"done":
-                return str(json.loads(line.split(b":", 1)[1])["status"])
+        first = True
+        async for event, data in sse_events(response):
+            if first:
+                opened.one()
+                first = False
+            if event == "done":
+                return str(json.loads(data)["status"])
     raise RuntimeError(f"the event stream of {request_id} ended without a done event")
 
 

@@ -77,3 +77,14 @@ def test_many_waiters_bench_runs_in_quick_mode() -> None:
         assert float(cells[5]) > 0  # RSS held MB
         assert all(n.isdigit() for n in cells[8].split(" / "))  # DB connections
         assert float(cells[9]) > 0  # RSS held / before
+
+
+@pytest.mark.timeout(300)
+def test_stream_cost_bench_runs_in_quick_mode() -> None:
+    stdout = quick("stream_cost.py")
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
+    by_store = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
+    assert set(by_store) == {"sqlite", "postgres"}, stdout
+    for cells in by_store.values():
+        assert all(float(t) > 0 for t in cells[4:8])  # job and answer p50s, both modes
+        assert float(cells[10]) > 0 and float(cells[11]) > 0  # ratios stream / plain
