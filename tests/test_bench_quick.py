@@ -88,3 +88,18 @@ def test_stream_cost_bench_runs_in_quick_mode() -> None:
     for cells in by_store.values():
         assert all(float(t) > 0 for t in cells[4:8])  # job and answer p50s, both modes
         assert float(cells[10]) > 0 and float(cells[11]) > 0  # ratios stream / plain
+
+
+@pytest.mark.timeout(300)
+def test_sync_overhead_bench_runs_in_quick_mode() -> None:
+    stdout = quick("sync_overhead.py")
+    overheads, stages = (
+        [line.split("|")[1:-1] for line in block.splitlines() if line.startswith("| ")][2:]
+        for block in stdout.split("\n\n")[:3:2]
+    )
+    assert [cells[0].strip() for cells in overheads] == ["sqlite", "postgres"], stdout
+    for cells in overheads:
+        assert all(float(c) > 0 for c in (cells[2], cells[3], cells[6]))  # p50s, ratio
+    assert [cells[0].strip() for cells in stages] == ["sqlite", "postgres"], stdout
+    for cells in stages:
+        assert len(cells) == 5 and all(float(c) > 0 for c in cells[1:])  # ms in each stage
