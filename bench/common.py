@@ -1,12 +1,12 @@
-"""What the benchmarks share: processes, databases, wrk, tables, and chatq's database.
+"""What the benchmarks share: processes, databases, clients, wrk, tables, and chatq's database.
 
 Each script in bench/ imports from here (bench/ is on sys.path when one of them runs). No
 script holds SQL on chatq's tables or a SQLite/asyncpg branch of its own: the database is
 reached through the store (chatq.store) wherever a store verb says what a bench needs, and
 the few things no verb offers are at the end of this file, each written once for both
 dialects: an aggregate of finished requests that a bench polls while a worker drains, the
-range of an owner's seqs, and list_scale.py's bulk load. (queue_drain.py reads pgqueuer's
-own tables, next to its pgqueuer side.)
+range of an owner's seqs, list_scale.py's bulk load, and the count of connections to a
+database. (queue_drain.py reads pgqueuer's own tables, next to its pgqueuer side.)
 """
 
 from __future__ import annotations
@@ -236,6 +236,20 @@ def database_with_key(store: str, workdir: Path, name: str = "bench") -> Iterato
         yield url, chatq("keys", "create", OWNER, "--database", url)
 
 
+# ---- load and figures
+
+
+def api_session(base: str, key: str, connections: int = 100) -> aiohttp.ClientSession:
+    """An aiohttp session on chatq's API at base, with the key, at most connections open at
+    once, and no overall timeout (long-polls and event streams last)."""
+    return aiohttp.ClientSession(
+        base,
+        headers={"Authorization": f"Bearer {key}"},
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=None, connect=30),
+    )
+
+
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
     """(event, data) of each server-sent event of a response, as they arrive (the lines end
     with LF or CRLF, as sse-starlette writes them; comments are skipped)."""
@@ -254,20 +268,6 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[st
             event = value
         elif field == "data":
             data.append(value)
-
-
-# ---- load and figures
-
-
-def api_session(base: str, key: str, connections: int = 100) -> aiohttp.ClientSession:
-    """An aiohttp session on chatq's API at base, with the key, at most connections open at
-    once, and no overall timeout (long-polls and event streams last)."""
-    return aiohttp.ClientSession(
-        base,
-        headers={"Authorization": f"Bearer {key}"},
-        connector=aiohttp.TCPConnector(limit=connections),
-        timeout=aiohttp.ClientTimeout(total=None, connect=30),
-    )
 
 
 def wrk(
