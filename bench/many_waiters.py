@@ -19,7 +19,8 @@ A reading: the API process's RSS (VmRSS of /proc/PID/status) and its database co
 on PostgreSQL every backend connected to the bench's database (pg_stat_activity; only this
 API connects to it: a pool of up to pool_size, default 10, and the listener), on SQLite the
 API's open handles on the database file (a reader and a writer). RSS growth = held -
-before; ratio = held / before. Each figure is the median of --runs runs.
+before; ratio = held / before; RSS peak is VmHWM at the end (the opening burst included).
+Each figure is the median of --runs runs.
 
 Each waiter is a socket on both sides: the bench raises its soft limit of open files (which
 the API process inherits) to what that takes, within the hard limit, and says so.
@@ -66,6 +67,7 @@ WAIT_S = 60  # the longest long-poll: everything must be held and cancelled with
 @dataclass(frozen=True)
 class Reading:
     rss_mb: float
+    peak_rss_mb: float  # VmHWM: the highest RSS of the process so far
     connections: int
     sockets: int
 
@@ -80,7 +82,7 @@ class Sample:
 
 
 def read(url: str, pid: int) -> Reading:
-    return Reading(rss_mb(pid), database_connections(url, pid), sockets(pid))
+    return Reading(rss_mb(pid), rss_mb(pid, "VmHWM"), database_connections(url, pid), sockets(pid))
 
 
 def raise_open_files(needed: int) -> str:
@@ -188,6 +190,7 @@ async def hold(
             now = await reading()
             held = Reading(
                 max(held.rss_mb, now.rss_mb),
+                now.peak_rss_mb,
                 max(held.connections, now.connections),
                 max(held.sockets, now.sockets),
             )
@@ -244,6 +247,7 @@ def main() -> int:
         "RSS held MB",
         "RSS growth MB",
         "RSS after MB",
+        "RSS peak MB",
         "DB connections before / held / after",
         "ratio RSS held / before",
     )
@@ -261,6 +265,7 @@ def main() -> int:
             f"{held:.0f}",
             f"{held - before:.0f}",
             f"{after:.0f}",
+            f"{median(samples, 'after', 'peak_rss_mb'):.0f}",
             connections,
             f"{held / before:.2f}",
         )
