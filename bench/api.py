@@ -43,8 +43,8 @@ def run_once(store: str, seconds: int) -> dict[str, tuple[float, float, float, f
     results = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         url, key = stack.enter_context(database_with_key(store, Path(tmp)))
-        base = stack.enter_context(chatq_server("api", url))
-        ceiling = stack.enter_context(script_server("ceiling.py", ready="/docs"))
+        base = stack.enter_context(chatq_server("api", url)).url
+        ceiling = stack.enter_context(script_server("ceiling.py", ready="/docs")).url
         with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
             for _ in range(100):  # rows for the lists to return
                 request_id = client.post(base + PATH, json=CHAT).json()["id"]

@@ -1,18 +1,19 @@
-"""What the benchmarks share: processes, databases, wrk, tables, and chatq's database.
+"""What the benchmarks share: processes, databases, clients, wrk, tables, and chatq's database.
 
 Each script in bench/ imports from here (bench/ is on sys.path when one of them runs). No
 script holds SQL on chatq's tables or a SQLite/asyncpg branch of its own: the database is
 reached through the store (chatq.store) wherever a store verb says what a bench needs, and
 the few things no verb offers are at the end of this file, each written once for both
 dialects: an aggregate of finished requests that a bench polls while a worker drains, the
-range of an owner's seqs, and list_scale.py's bulk load. (queue_drain.py reads pgqueuer's
-own tables, next to its pgqueuer side.)
+range of an owner's seqs, list_scale.py's bulk load, and the count of connections to a
+database. (queue_drain.py reads pgqueuer's own tables, next to its pgqueuer side.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -22,12 +23,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+import aiohttp.http_parser
 import asyncpg
 import httpx
 
@@ -53,10 +64,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A process started by a bench, serving HTTP at url."""
+
+    url: str  # its base URL, http://127.0.0.1:PORT
+    pid: int
+
+
 @contextmanager
-def process(*argv: str, ready: str) -> Iterator[str]:
+def process(*argv: str, ready: str) -> Iterator[Server]:
     """Run argv until the block ends (stopped by its own pid), once the URL ready answers;
-    yield ready's base URL."""
+    yield ready's base URL and the pid."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log)
         try:
@@ -71,15 +90,16 @@ def process(*argv: str, ready: str) -> Iterator[str]:
                         tail = log.read().decode()[-2000:]
                         raise RuntimeError(f"{argv} did not start: {tail}") from None
                     time.sleep(0.1)
-            yield ready.rsplit("/", 1)[0]
+            yield Server(ready.rsplit("/", 1)[0], proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
 
-def script_server(script: str, *args: str, ready: str = "/healthz") -> AbstractContextManager[str]:
-    """`python bench/SCRIPT PORT ARGS...` on a free port, once its ready path answers; its
-    base URL."""
+def script_server(
+    script: str, *args: str, ready: str = "/healthz"
+) -> AbstractContextManager[Server]:
+    """`python bench/SCRIPT PORT ARGS...` on a free port, once its ready path answers."""
     port = free_port()
     argv = (sys.executable, str(HERE / script), str(port), *args)
     return process(*argv, ready=f"http://127.0.0.1:{port}{ready}")
@@ -93,11 +113,102 @@ def chatq(*args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def chatq_server(command: str, url: str) -> AbstractContextManager[str]:
-    """`chatq serve` or `chatq api` on a free port, once /healthz answers; its base URL."""
+def chatq_server(command: str, url: str, *args: str) -> AbstractContextManager[Server]:
+    """`chatq serve` or `chatq api` (with more args, such as --config) on a free port, once
+    /healthz answers."""
     port = free_port()
-    argv = (sys.executable, "-m", "chatq", command, "--database", url, "--port", str(port))
+    argv = (sys.executable, "-m", "chatq", command, "--database", url, "--port", str(port), *args)
     return process(*argv, ready=f"http://127.0.0.1:{port}/healthz")
+
+
+@contextmanager
+def chatq_worker(url: str, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """A `chatq worker` process (more args: --config ...), stopped by its own pid, once it
+    has printed its ready line; (process, seconds from launch to ready). Its log goes to
+    log."""
+    argv = [sys.executable, "-m", "chatq", "worker", "--database", url, *args]
+    with log.open("w") as err:
+        launched = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("chatq worker") and line.rstrip().endswith("ready"):
+                    break
+            else:
+                raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
+            yield proc, time.monotonic() - launched
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+UPSTREAM_CONFIG = """\
+[worker]
+concurrency = {in_flight}
+
+[[backends]]
+name = "{model}"
+type = "openai"
+base_url = "{base_url}/v1"
+models = ["{model}"]
+max_concurrency = {in_flight}
+timeout_s = 120
+"""
+
+
+def upstream_config(path: Path, upstream: str, model: str, in_flight: int) -> Path:
+    """Write a chatq config to path that serves model from the OpenAI-compatible upstream
+    at base URL upstream (bench/slow_upstream.py), with in_flight calls at once per worker
+    and per backend; the path."""
+    path.write_text(UPSTREAM_CONFIG.format(in_flight=in_flight, base_url=upstream, model=model))
+    return path
+
+
+# ---- processes, seen from outside
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a live process from /proc/PID/status: VmRSS (now) or VmHWM (peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a live process, start-up included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sockets(pid: int) -> int:
+    """How many sockets a live process holds open (listening, accepted, outgoing)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            if os.readlink(fd).startswith("socket:"):
+                count += 1
+    return count
+
+
+def server_stack(pid: int) -> str:
+    """The event loop and HTTP parser that a uvicorn process (chatq serve, chatq api) loaded,
+    from its memory map: uvloop and httptools are C extensions, which show there once
+    imported; without them uvicorn runs on asyncio's loop and parses with h11."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    loop = "uvloop" if "/uvloop/" in maps else "asyncio"
+    parser = "httptools" if "/httptools/" in maps else "h11"
+    return f"{loop} loop, {parser} parser"
+
+
+def client_stack() -> str:
+    """The event loop and HTTP parser of this process's aiohttp client (call it on the
+    running loop)."""
+    parser = aiohttp.http_parser.HttpResponseParser.__module__
+    kind = "C" if parser == "aiohttp._http_parser" else "pure-Python"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return f"{loop} loop, aiohttp's {kind} parser"
 
 
 @contextmanager
@@ -126,6 +237,37 @@ def database_with_key(store: str, workdir: Path, name: str = "bench") -> Iterato
 
 
 # ---- load and figures
+
+
+def api_session(base: str, key: str, connections: int = 100) -> aiohttp.ClientSession:
+    """An aiohttp session on chatq's API at base, with the key, at most connections open at
+    once, and no overall timeout (long-polls and event streams last)."""
+    return aiohttp.ClientSession(
+        base,
+        headers={"Authorization": f"Bearer {key}"},
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=None, connect=30),
+    )
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) of each server-sent event of a response, as they arrive (the lines end
+    with LF or CRLF, as sse-starlette writes them; comments are skipped)."""
+    event = "message"
+    data: list[str] = []
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
 
 
 def wrk(
@@ -245,6 +387,28 @@ def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
             await conn.close()
 
     return asyncio.run(fetch())
+
+
+def database_connections(url: str, pid: int) -> int:
+    """Connections to the database. PostgreSQL: every backend connected to url's database
+    (pg_stat_activity), whoever holds it, but the one this count opens. SQLite: the ones
+    process pid holds, as its open handles on the database file (one per connection)."""
+    if url.startswith("sqlite:///"):
+        path = os.path.realpath(url.removeprefix("sqlite:///"))
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == path:
+                    count += 1
+        return count
+    rows = query(url, CONNECTIONS)
+    return int(rows[0][0])
+
+
+CONNECTIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
 
 
 @dataclass(frozen=True)

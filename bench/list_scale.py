@@ -250,7 +250,7 @@ def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: in
     change in the machine's load touches every size alike; each figure is the median burst.
     """
     with ExitStack() as stack:
-        bases = [stack.enter_context(chatq_server("api", db.url)) for db in dbs]
+        bases = [stack.enter_context(chatq_server("api", db.url)).url for db in dbs]
         for base, db in zip(bases, dbs, strict=True):
             check_pages(base, db)
             env = {"KEY": db.key, "TOKENS": ",".join(db.tokens)}

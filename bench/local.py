@@ -100,9 +100,9 @@ def through_chatq(messages: list[list[dict[str, str]]], max_tokens: int) -> tupl
     with (
         tempfile.TemporaryDirectory() as tmp,
         database_with_key("sqlite", Path(tmp)) as (url, key),
-        chatq_server("serve", url) as base,
+        chatq_server("serve", url) as server,
         httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
         ) as client,
     ):
         warm = {"model": "smollm2", "messages": messages[0], "max_tokens": max_tokens}

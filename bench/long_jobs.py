@@ -25,19 +25,27 @@ process, from the first call to the last answer.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from common import arguments, database, finished, preload, row, script_server, table
+from common import (
+    arguments,
+    chatq_worker,
+    cpu_s,
+    database,
+    finished,
+    preload,
+    row,
+    rss_mb,
+    script_server,
+    table,
+    upstream_config,
+)
 
 from chatq.backends.openai import OpenAIBackend
 from chatq.config import BackendConfig
@@ -54,33 +62,6 @@ class Sample:
     cpu_s: float
     upstream_peak: int
     failed: int
-
-
-CONFIG = """\
-[worker]
-concurrency = {in_flight}
-
-[[backends]]
-name = "slow"
-type = "openai"
-base_url = "{base_url}/v1"
-models = ["{model}"]
-max_concurrency = {in_flight}
-timeout_s = 120
-"""
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU time of a live process, start-up included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def backend_alone(base_url: str, requests: int, in_flight: int) -> float:
@@ -108,36 +89,16 @@ async def backend_alone(base_url: str, requests: int, in_flight: int) -> float:
         await backend.aclose()
 
 
-@contextmanager
-def worker(url: str, config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], float]]:
-    """A `chatq worker` process, stopped by its own pid; (process, start-up seconds)."""
-    argv = [sys.executable, "-m", "chatq", "worker", "--database", url, "--config", str(config)]
-    with log.open("w") as err:
-        launched = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("chatq worker") and line.rstrip().endswith("ready"):
-                    break
-            else:
-                raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
-            yield proc, time.monotonic() - launched
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-
-
 def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sample:
     """One timed drain by `chatq worker` on a fresh database."""
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         url = stack.enter_context(database(store, workdir))
-        upstream = stack.enter_context(script_server("slow_upstream.py", str(delay_s)))
-        config = workdir / "chatq.toml"
-        config.write_text(CONFIG.format(in_flight=in_flight, base_url=upstream, model=MODEL))
+        upstream = stack.enter_context(script_server("slow_upstream.py", str(delay_s))).url
+        config = upstream_config(workdir / "chatq.toml", upstream, MODEL, in_flight)
         preload(url, [BODY] * requests)  # the store's own submit verb, 100 at a time
-        proc, startup_s = stack.enter_context(worker(url, config, workdir / "worker.log"))
+        log = workdir / "worker.log"
+        proc, startup_s = stack.enter_context(chatq_worker(url, log, "--config", str(config)))
         started = time.time()
         deadline = time.monotonic() + 20 * requests / in_flight * delay_s + 60
         while (done := finished(url)).count < requests:
@@ -145,7 +106,7 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
                 tail = (workdir / "worker.log").read_text()[-2000:]
                 raise RuntimeError(f"{done.count}/{requests} finished; worker log:\n{tail}")
             time.sleep(0.25)
-        rss, cpu = peak_rss_mb(proc.pid), cpu_s(proc.pid)
+        rss, cpu = rss_mb(proc.pid, "VmHWM"), cpu_s(proc.pid)
         stats = httpx.get(f"{upstream}/stats", timeout=10).json()
         assert done.last_finished is not None
         wall_s = done.last_finished - started
@@ -155,7 +116,7 @@ def run_once(store: str, requests: int, in_flight: int, delay_s: float) -> Sampl
 def baseline_once(requests: int, in_flight: int, delay_s: float) -> float:
     """The same calls through the backend alone, in this process, on a fresh upstream."""
     with script_server("slow_upstream.py", str(delay_s)) as upstream:
-        return asyncio.run(backend_alone(upstream, requests, in_flight))
+        return asyncio.run(backend_alone(upstream.url, requests, in_flight))
 
 
 def main() -> int:

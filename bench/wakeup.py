@@ -43,7 +43,8 @@ def run_once(store: str, requests: int, gap_s: float) -> tuple[list[float], list
     """(wake-up latencies ms, submit round trips ms)."""
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         url, key = stack.enter_context(database_with_key(store, Path(tmp)))
-        base = stack.enter_context(chatq_server("serve" if store == "sqlite" else "api", url))
+        command = "serve" if store == "sqlite" else "api"
+        base = stack.enter_context(chatq_server(command, url)).url
         if store != "sqlite":
             # A worker has no HTTP port: the API's readiness is the condition, then a pause.
             worker = (sys.executable, "-m", "chatq", "worker", "--database", url)

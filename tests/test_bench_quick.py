@@ -26,7 +26,7 @@ def quick(script: str, timeout: float = 280) -> str:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py"])
+@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py", "longpoll_wakeup.py"])
 def test_bench_runs_in_quick_mode(script: str) -> None:
     stdout = quick(script)
     rows = [line for line in stdout.splitlines() if line.startswith(("| sqlite", "| postgres"))]
@@ -64,3 +64,42 @@ def test_long_jobs_bench_runs_in_quick_mode() -> None:
     for store in ("sqlite", "postgres"):
         assert float(by_run[store][7]) > 0  # worker peak RSS MB
         assert by_run[store][10] == "0"  # no request failed
+
+
+@pytest.mark.timeout(300)
+def test_many_waiters_bench_runs_in_quick_mode() -> None:
+    stdout = quick("many_waiters.py")
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
+    by_store = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
+    assert set(by_store) == {"sqlite", "postgres"}, stdout
+    for cells in by_store.values():
+        assert cells[3] == "200"  # every long-poll and stream answered after the cancels
+        assert float(cells[5]) > 0  # RSS held MB
+        assert all(n.isdigit() for n in cells[9].split(" / "))  # DB connections
+        assert float(cells[10]) > 0  # RSS held / before
+
+
+@pytest.mark.timeout(300)
+def test_stream_cost_bench_runs_in_quick_mode() -> None:
+    stdout = quick("stream_cost.py")
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
+    by_store = {cells[0].strip(): [c.strip() for c in cells] for cells in rows[2:]}
+    assert set(by_store) == {"sqlite", "postgres"}, stdout
+    for cells in by_store.values():
+        assert all(float(t) > 0 for t in cells[4:8])  # job and answer p50s, both modes
+        assert float(cells[10]) > 0 and float(cells[11]) > 0  # ratios stream / plain
+
+
+@pytest.mark.timeout(300)
+def test_sync_overhead_bench_runs_in_quick_mode() -> None:
+    stdout = quick("sync_overhead.py")
+    overheads, stages = (
+        [line.split("|")[1:-1] for line in block.splitlines() if line.startswith("| ")][2:]
+        for block in stdout.split("\n\n")[:3:2]
+    )
+    assert [cells[0].strip() for cells in overheads] == ["sqlite", "postgres"], stdout
+    for cells in overheads:
+        assert all(float(c) > 0 for c in (cells[2], cells[3], cells[6]))  # p50s, ratio
+    assert [cells[0].strip() for cells in stages] == ["sqlite", "postgres"], stdout
+    for cells in stages:
+        assert len(cells) == 5 and all(float(c) > 0 for c in cells[1:])  # ms in each stage
