@@ -4,6 +4,7 @@ each of their bad-input rules. Server-sent events are parsed with httpx-sse."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
+from chatq.api.events import EventIds, Position
+from chatq.store import open_store
 from tests.acceptance.conftest import PATH, UPSTREAM_KEY, chat, wait_finished, write_config
 from tests.acceptance.test_http_errors import assert_422, assert_error
 from tests.fakes.upstream import FakeUpstream, Reply
@@ -382,6 +385,54 @@ def test_a_last_event_id_of_another_request_is_400(alice: httpx.Client, bob: htt
         for path in FAMILIES:
             response = alice.get(f"{path}/{mine['id']}/events", headers={"Last-Event-ID": event_id})
             assert_error(response, 400, "invalid_event_id")
+
+
+def test_a_last_event_id_at_or_past_the_end_resumes_from_the_end(
+    server: ChatqServer, alice: httpx.Client
+) -> None:
+    created = create(alice, chat("to the end", stream=True), PATH, Prefer="wait=10")
+    events = read_events(alice, created["id"])
+    assert [e.event for e in events] == ["delta", "status", "done"]
+    after = {
+        e.event: [x.event for x in read_events(alice, created["id"], last_event_id=e.id, timeout=5)]
+        for e in events
+    }
+    # After done there is nothing: the stream ends at once (a client that reconnects after
+    # the end, as EventSource does, is not left hanging).
+    assert after == {"delta": ["status", "done"], "status": ["done"], "done": []}
+
+    # An offset past the end of the text: no client gets one from a run whose text only
+    # grows, so forge one with the database's secret, as the server signs them.
+    past = forge_event_id(server.database, created["id"], Position(1, 10_000, 2))
+    resumed = read_events(alice, created["id"], last_event_id=past, timeout=5)
+    assert [e.event for e in resumed] == ["status", "done"], "from the end: no text repeated"
+    assert resumed[-1].json() == created
+
+
+def test_a_last_event_id_past_the_end_of_live_text_resumes_from_its_end(
+    server: ChatqServer, alice: httpx.Client, module_upstream: FakeUpstream
+) -> None:
+    content = unique("live text past the end, " * 4)
+    module_upstream.rule(content, Reply(token_delay_s=0.04, pieces=40))
+    created = create(alice, chat(content, "fake-model", stream=True))
+    read_events(alice, created["id"], until=lambda got: len(deltas(got)) >= 1)
+    past = forge_event_id(server.database, created["id"], Position(1, 10_000, 2))
+    resumed = read_events(alice, created["id"], last_event_id=past)
+    assert resumed[-1].event == "done"
+    text = "".join(deltas(resumed))
+    assert text, "the text generated after the reconnect is sent, not held back"
+    assert answer_of(content).endswith(text) and len(text) < len(answer_of(content))
+
+
+def forge_event_id(database: str, request_id: str, position: Position) -> str:
+    async def sign() -> str:
+        store = await open_store(database)
+        try:
+            return EventIds(await store.secret("event_id")).encode(request_id, position)
+        finally:
+            await store.close()
+
+    return asyncio.run(sign())
 
 
 def test_events_of_a_missing_or_another_owners_request_are_404(
