@@ -106,6 +106,32 @@ def test_perplexity_sync_create(pplx: Perplexity, raw: httpx.Client) -> None:
     assert got["response"] == completion.model_dump(mode="json", exclude_unset=True)
 
 
+def test_perplexity_sync_stream(
+    pplx: Perplexity, raw: httpx.Client, module_upstream: FakeUpstream
+) -> None:
+    content = unique("streamed through perplexityai, in many pieces")
+    module_upstream.rule(content, Reply(token_delay_s=0.02, pieces=30))
+    made = pplx.chat.completions.with_raw_response.create(
+        model="sonar", messages=user(content), stream=True
+    )
+    chunks = list(made.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == answer_of(content)
+    assert len(chunks) > 2, "the text arrives in pieces"
+    # As Perplexity streams by default: each chunk also holds the message so far.
+    so_far = ""
+    for chunk in chunks:
+        so_far += chunk.choices[0].delta.content or ""
+        assert chunk.choices[0].delta.role == "assistant"
+        assert chunk.choices[0].message.content == so_far
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert last.usage is not None and last.usage.total_tokens == 10
+    got = stored(raw, made.headers["x-request-id"])
+    assert got["status"] == "COMPLETED"
+    assert got["response"]["choices"][0]["message"]["content"] == text
+
+
 def test_perplexity_sync_failure_is_502(pplx: Perplexity, module_upstream: FakeUpstream) -> None:
     content = unique("refused upstream")
     module_upstream.rule(content, Reply(400, {"error": {"message": "no such thing"}}))
