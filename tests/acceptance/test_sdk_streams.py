@@ -132,7 +132,7 @@ def test_perplexity_sync_stream(
     assert got["response"]["choices"][0]["message"]["content"] == text
 
 
-def test_perplexity_sync_failure_is_502(pplx: Perplexity, module_upstream: FakeUpstream) -> None:
+def test_perplexity_sync_failures(pplx: Perplexity, module_upstream: FakeUpstream) -> None:
     content = unique("refused upstream")
     module_upstream.rule(content, Reply(400, {"error": {"message": "no such thing"}}))
     with pytest.raises(perplexity.APIStatusError) as failed:
@@ -142,6 +142,11 @@ def test_perplexity_sync_failure_is_502(pplx: Perplexity, module_upstream: FakeU
     assert body["error"]["type"] == "request_failed"
     assert body["error"]["code"] == 502
     assert "HTTP 400" in body["error"]["message"] and "no such thing" in body["error"]["message"]
+    # Streaming, the failure is an error event, which the SDK raises.
+    stream = pplx.chat.completions.create(model="fake-model", messages=user(content), stream=True)
+    with pytest.raises(perplexity.APIStatusError) as streamed:
+        list(stream)
+    assert "request_failed" in str(streamed.value) and "no such thing" in str(streamed.value)
 
 
 # ---- the sync route: openai

@@ -103,7 +103,7 @@ async def _chunks(
     ):
         if event.kind == "status":
             if run is not None and event.data["run"] != run and not first:
-                yield _data({"error": _restarted(job)})
+                yield _error(_restarted(job))
                 return
             run = event.data["run"]
         elif event.kind == "delta":
@@ -116,7 +116,7 @@ async def _chunks(
         elif event.kind == "done":
             done = event.data
             if done["status"] != Status.COMPLETED.value:
-                yield _data({"error": {"message": done["error_message"], "type": "request_failed"}})
+                yield _error({"message": done["error_message"], "type": "request_failed"})
                 return
             response = done["response"] or {}
             choice = (response.get("choices") or [{}])[0]
@@ -152,8 +152,16 @@ def _chunk(
     }
 
 
-def _data(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+def _data(payload: dict[str, Any], event: str | None = None) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False), event=event
+    )
+
+
+def _error(error: dict[str, Any]) -> ServerSentEvent:
+    """An error event: data {"error": {...}}, which the openai SDK raises, named `error`,
+    which the perplexityai SDK raises (it would parse an unnamed one as a chunk)."""
+    return _data({"error": error}, "error")
 
 
 def _failure(job: Job) -> str:
