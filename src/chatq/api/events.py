@@ -89,6 +89,9 @@ class EventHistory:
         run, status = job.runs, job.status
         text = await self._text(job)
         end = len(text or "")
+        if self._sent.run == run and self._sent.offset > end:
+            # An id past the end of this run's text: resume from its end.
+            self._sent = Position(run, end, self._sent.rank)
         events = []
         if status is Status.IN_PROGRESS:
             events.append(self._status(job, Position(run, 0, _STATUS)))
@@ -149,6 +152,8 @@ async def events_of(
                 yield _with_full_object(event, job, full)
                 if event.kind == "done":
                     return
+            if job.finished:
+                return  # its done event was sent already: nothing comes after it
             while True:
                 change = await watch.next()
                 if change is None:

@@ -44,7 +44,11 @@ async def chat_completion(caller: Authenticated, http: Request) -> Response:
     job = await submit(caller.ctx, caller.owner, request, key)
     headers = {REQUEST_ID_HEADER: job.id}
     if request.stream:
-        chunks = _chunks(caller, job)
+        # Perplexity's route streams as Perplexity does by default (stream_mode "full"): each
+        # chunk also carries the message so far, and every delta names its role; its SDK's
+        # chunk model requires both. OpenAI's route streams OpenAI's chunks: deltas only.
+        perplexity = http.scope["route"].path == "/chat/completions"
+        chunks = _chunks(caller, job, perplexity)
         return EventSourceResponse(chunks, headers={**headers, "X-Accel-Buffering": "no"})
     connected, finished = await unless_disconnected(
         http, until_finished(caller.ctx.store, caller.owner, job.id, None)
@@ -86,32 +90,43 @@ for _path, _suffix in (("/chat/completions", ""), ("/v1/chat/completions", "_v1"
     )
 
 
-async def _chunks(caller: Authenticated, job: Job) -> AsyncIterator[ServerSentEvent]:
-    """The request's events as OpenAI's chat.completion.chunk events, then [DONE]."""
+async def _chunks(
+    caller: Authenticated, job: Job, perplexity: bool
+) -> AsyncIterator[ServerSentEvent]:
+    """The request's events as chat.completion.chunk events, then [DONE]; with perplexity,
+    each chunk also holds the message so far."""
     first = True
     run = None
+    text = ""
     async for event in events_of(
         caller.ctx.store, caller.owner, job.id, BEFORE_ALL, summary, full_object
     ):
         if event.kind == "status":
             if run is not None and event.data["run"] != run and not first:
-                yield _data({"error": _restarted(job)})
+                yield _error(_restarted(job))
                 return
             run = event.data["run"]
         elif event.kind == "delta":
             delta: dict[str, Any] = {"content": event.data["content"]}
-            if first:
+            text += event.data["content"]
+            if first or perplexity:
                 delta = {"role": "assistant", **delta}
-                first = False
-            yield _data(_chunk(job, delta, None))
+            first = False
+            yield _data(_chunk(job, delta, None, text if perplexity else None))
         elif event.kind == "done":
             done = event.data
             if done["status"] != Status.COMPLETED.value:
-                yield _data({"error": {"message": done["error_message"], "type": "request_failed"}})
+                yield _error({"message": done["error_message"], "type": "request_failed"})
                 return
             response = done["response"] or {}
             choice = (response.get("choices") or [{}])[0]
-            final = _chunk(job, {"role": "assistant"} if first else {}, choice.get("finish_reason"))
+            answer = (choice.get("message") or {}).get("content", text)
+            final = _chunk(
+                job,
+                {"role": "assistant"} if first or perplexity else {},
+                choice.get("finish_reason"),
+                answer if perplexity else None,
+            )
             if response.get("usage") is not None:
                 final["usage"] = response["usage"]
             for extra in ("citations", "search_results"):
@@ -122,18 +137,31 @@ async def _chunks(caller: Authenticated, job: Job) -> AsyncIterator[ServerSentEv
             return
 
 
-def _chunk(job: Job, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+def _chunk(
+    job: Job, delta: dict[str, Any], finish_reason: str | None, message: str | None = None
+) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    if message is not None:
+        choice["message"] = {"role": "assistant", "content": message}
     return {
         "id": job.id,
         "object": "chat.completion.chunk",
         "created": int(job.created_at),
         "model": job.model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "choices": [choice],
     }
 
 
-def _data(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+def _data(payload: dict[str, Any], event: str | None = None) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False), event=event
+    )
+
+
+def _error(error: dict[str, Any]) -> ServerSentEvent:
+    """An error event: data {"error": {...}}, which the openai SDK raises, named `error`,
+    which the perplexityai SDK raises (it would parse an unnamed one as a chunk)."""
+    return _data({"error": error}, "error")
 
 
 def _failure(job: Job) -> str:
