@@ -75,7 +75,7 @@ for _path, _suffix in (("/chat/completions", ""), ("/v1/chat/completions", "_v1"
             200: {
                 "description": "The CompletionResponse; with stream: true, "
                 "chat.completion.chunk server-sent events ending with data: [DONE].",
-                "content": {"text/event-stream": {"schema": sse_event_schema("message")}},
+                "content": {"text/event-stream": {"schema": sse_event_schema("message", "error")}},
                 "headers": {
                     REQUEST_ID_HEADER: {
                         "description": "The request's id, to fetch it later.",
