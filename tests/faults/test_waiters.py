@@ -1,17 +1,21 @@
 """Waiters and event streams on PostgreSQL, seen from outside the API process: clients that
-vanish leave nothing behind."""
+vanish leave nothing behind; a dropped LISTEN connection does not strand anyone."""
 
 from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from urllib.parse import urlsplit
 
+import httpx
+
 from tests.acceptance.conftest import PATH
+from tests.fakes.upstream import FakeUpstream, Reply
 from tests.faults.conftest import Deployment
-from tests.faults.events import submit_streamed
-from tests.faults.observe import clients_of, database_ports, open_fds, sessions_of
+from tests.faults.events import QUESTION, Transcript, answer, submit_streamed
+from tests.faults.observe import clients_of, database_ports, open_fds, sessions_of, terminate
 from tests.waiting import eventually
 
 
@@ -129,3 +133,86 @@ def access_lines(log: str, ids: list[str]) -> list[str]:
         if "chatq.access" in line
         and any(f"/{i}?wait=60 " in line or f"/{i}/events " in line for i in ids)
     ]
+
+
+def test_a_dropped_listen_connection_strands_no_waiter(
+    pg_deployment: Deployment, upstream: FakeUpstream
+) -> None:
+    deployment = pg_deployment
+    api, _ = deployment.start_together(["api"], ["worker"])
+    assert api.proc is not None
+    pid = api.proc.pid
+    # About 2 s: time for the test to find the API's listener (it connects with the first
+    # watcher) and terminate it while the request still runs.
+    upstream.rule(QUESTION, Reply(delay_s=0.5, pieces=8, token_delay_s=0.15))
+    with api.client(deployment.key) as client:
+        request_id = submit_streamed(client, QUESTION)
+
+    polled: list[tuple[float, httpx.Response]] = []
+    seen = Transcript()
+    streamed: list[httpx.TransportError | None] = []
+    killed: list[tuple[float, int]] = []  # when, which backend
+    stop_killing = threading.Event()
+
+    def long_poll() -> None:
+        with api.client(deployment.key) as waiter:
+            response = waiter.get(f"{PATH}/{request_id}", params={"wait": 30}, timeout=40)
+            polled.append((time.monotonic(), response))
+
+    def keep_the_listener_away() -> None:
+        # The API's listener, each time it reconnects, until told to stop: notifications
+        # cannot be relied on while the request finishes.
+        while not stop_killing.is_set():
+            mine = [s["pid"] for s in sessions_of(pid, deployment.url) if s["listener"]]
+            if terminate(deployment.url, mine):
+                killed.extend((time.monotonic(), backend) for backend in mine)
+            stop_killing.wait(0.05)
+
+    threads = [
+        threading.Thread(target=long_poll),
+        threading.Thread(
+            target=lambda: streamed.append(seen.follow(api, deployment.key, request_id))
+        ),
+        threading.Thread(target=keep_the_listener_away),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        eventually(lambda: len(killed), what="the API's listener terminated", timeout=20)
+        with api.client(deployment.key) as client:
+            finished = eventually(
+                lambda: client.get(f"{PATH}/{request_id}").json(),
+                lambda body: body["status"] == "COMPLETED",
+                what="a plain GET to see the request COMPLETED",
+                timeout=30,
+            )
+        finished_at = time.monotonic()
+        threads[0].join(timeout=40)
+        threads[1].join(timeout=40)
+    finally:
+        stop_killing.set()
+        for t in threads:
+            t.join(timeout=40)
+
+    assert killed[0][0] < finished_at, "the listener was gone before the request finished"
+    assert polled, "the long-poll returned"
+    returned_at, response = polled[0]
+    assert response.status_code == 200 and response.json() == finished
+    assert answer(finished) == f"upstream: {QUESTION}"
+    # Within the fallback poller's 0.5 s, generously: not at the listener's next keep-alive.
+    assert returned_at - finished_at < 2.0, "answered when it finished"
+    assert streamed == [None] and seen.done == finished, "the event stream got to its done"
+    assert seen.text == answer(finished)
+    assert "LISTEN connection lost" in api.log()
+    terminated = {backend for _, backend in killed}
+    back = eventually(
+        lambda: [s for s in sessions_of(pid, deployment.url) if s["listener"]],
+        lambda sessions: len(sessions) == 1 and sessions[0]["pid"] not in terminated,
+        what="the API's listener back",
+        timeout=20,
+    )
+    print(
+        f"\nLISTEN connection terminated {len(killed)} time(s) while the request ran: the "
+        f"long-poll answered {returned_at - finished_at:+.2f}s after a plain GET saw it "
+        f"finished; the listener came back as backend {back[0]['pid']}"
+    )
