@@ -8,9 +8,11 @@ import signal
 
 import httpx
 
+from tests.acceptance.conftest import PATH
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.faults.conftest import Deployment
 from tests.faults.events import QUESTION, Transcript, answer, submit_streamed
+from tests.waiting import eventually
 
 
 def test_kill_9_of_the_api_process_holding_an_event_stream(
@@ -77,3 +79,40 @@ def test_kill_9_of_the_worker_generating_a_stream(
         f"\nkill -9 of the worker mid-stream: {len(first)} characters of run 1 dropped, "
         f"run 2 delivered {len(final)} characters exactly"
     )
+
+
+def test_a_client_that_saw_the_request_waiting_resumes_after_it_ran(
+    deployment: Deployment, upstream: FakeUpstream
+) -> None:
+    a, b = deployment.start_together(["api"], ["api"])  # no worker yet: the request waits
+    upstream.rule(QUESTION, Reply(pieces=5))
+    with a.client(deployment.key) as client:
+        request_id = submit_streamed(client, QUESTION)
+
+    seen = Transcript()
+
+    def kill_a_once_it_said_waiting(t: Transcript) -> None:
+        assert t.events[-1].kind == "status" and t.events[-1].data["status"] == "CREATED"
+        a.stop(signal.SIGKILL)
+
+    assert isinstance(
+        seen.follow(a, deployment.key, request_id, kill_a_once_it_said_waiting),
+        httpx.TransportError,
+    )
+    assert seen.run == 0 and seen.count("status") == 1
+
+    deployment.start("worker")  # runs the whole request while the client is away
+    with b.client(deployment.key) as client:
+        eventually(
+            lambda: client.get(f"{PATH}/{request_id}").json()["status"],
+            lambda status: status == "COMPLETED",
+            what="the request COMPLETED",
+            timeout=20,
+        )
+    resumed_at = len(seen.events)
+    assert seen.follow(b, deployment.key, request_id) is None
+    assert seen.done is not None
+    resumed = seen.events[resumed_at:]
+    # A run's text never comes before its status: the client learns the run first.
+    assert resumed[0].kind == "status" and resumed[0].data["run"] == 1, resumed
+    assert seen.text == answer(seen.done) == f"upstream: {QUESTION}"
