@@ -96,10 +96,11 @@ class Transcript:
         key: str,
         request_id: str,
         on_event: Callable[[Transcript], object] = lambda _: None,
+        until: Callable[[Transcript], bool] = lambda t: t.done is not None,
     ) -> httpx.TransportError | None:
         """Read the request's events from server, resuming after the last event received,
-        until the done event (None) or until the connection breaks (the error). on_event
-        runs after each event is added."""
+        until until(self) (by default: until the done event), then hang up: None; or until
+        the connection breaks: the error. on_event runs after each event is added."""
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
         try:
             with (
@@ -114,8 +115,8 @@ class Transcript:
                 for event in read_events(response):
                     self.add(event)
                     on_event(self)
-                    if event.kind == "done":
+                    if until(self):
                         return None
         except httpx.TransportError as broken:
             return broken
-        raise AssertionError(f"the stream ended without a done event; got {self.events}")
+        raise AssertionError(f"the stream ended before it should have; got {self.events}")
