@@ -93,7 +93,10 @@ class EventHistory:
             # An id past the end of this run's text: resume from its end.
             self._sent = Position(run, end, self._sent.rank)
         events = []
-        if status is Status.IN_PROGRESS:
+        if status is Status.IN_PROGRESS or (job.finished and text):
+            # A run's status comes before its text: a client that joins late, or that missed
+            # the run's start, learns which run the text is (a finished request's status
+            # comes again at the end, for the clients that saw its text as it came).
             events.append(self._status(job, Position(run, 0, _STATUS)))
         if text and status is not Status.CREATED:  # a requeued run's text is not the answer
             start = min(self._sent.offset, end) if self._sent.run == run else 0

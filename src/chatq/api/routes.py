@@ -232,12 +232,16 @@ async def list_requests(
 
 async def get_request(
     api_request: str, caller: Authenticated, http: Request, wait: WaitQuery = None
-) -> JSONResponse:
+) -> Response:
     store = caller.ctx.store
     if wait:
-        _, job = await unless_disconnected(
+        connected, job = await unless_disconnected(
             http, until_finished(store, caller.owner, api_request, wait)
         )
+        if not connected:
+            # Nobody reads it; the access log shows the client left (as nginx logs it), not
+            # a 404 for a request that is there.
+            return Response(status_code=499)
     else:
         job = await store.get(caller.owner, api_request)
     if job is None:

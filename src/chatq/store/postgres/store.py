@@ -204,6 +204,8 @@ class PostgresStore(SqlStore):
                 await conn.add_listener(q.STATUS_CHANNEL, self._on_status)
                 await conn.add_listener(q.TEXT_CHANNEL, self._on_text)
                 await conn.add_listener(q.CANCEL_CHANNEL, self._on_cancel)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _, lost=lost: lost.set())
                 self._listening = True
                 # Whatever happened while nobody listened: look again.
                 self._work.set()
@@ -212,7 +214,11 @@ class PostgresStore(SqlStore):
                     self._feed.publish(Change(request_id))
                 delay = 0.1
                 while True:
-                    await asyncio.sleep(_LISTENER_CHECK_S)
+                    # A connection that closes (its backend terminated, the server gone) says
+                    # so at once, and the ping below fails: waits poll from then on, not after
+                    # the next keep-alive. The ping finds a connection that died silently.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), _LISTENER_CHECK_S)
                     await asyncio.wait_for(conn.fetchval(shared.PING), _LISTENER_CHECK_S)
             except _UNAVAILABLE as exc:
                 if self._listening:
