@@ -40,11 +40,13 @@ def test_curl_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     if subprocess.run(["which", "curl"], capture_output=True, check=False).returncode != 0:
         pytest.fail("curl is needed to check the README's curl example")
     key = new_key()
-    submit = block_containing("bash", "-d '{").replace(DEFAULT_ADDRESS, server.base_url)
+    submit = block_containing("bash", "capital of France").replace(DEFAULT_ADDRESS, server.base_url)
     created = json.loads(run(["bash", "-c", submit], server, key))
     assert created["status"] == "CREATED"
 
-    reads = block_containing("bash", "<id>").replace(DEFAULT_ADDRESS, server.base_url)
+    reads = block_containing("bash", '<id> -H "Authorization').replace(
+        DEFAULT_ADDRESS, server.base_url
+    )
     list_line, get_line = reads.strip().splitlines()
     listed = json.loads(run(["bash", "-c", list_line], server, key))
     assert [r["id"] for r in listed["requests"]] == [created["id"]]
@@ -69,6 +71,27 @@ def test_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     status, _, answer = lines[0].partition(" ")
     assert status == "COMPLETED" and answer.strip(), "the local model wrote a real answer"
     assert lines[-1].endswith(" COMPLETED"), "then the list: the one request, COMPLETED"
+
+
+def test_wait_watch_stop_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    """The 'Wait, watch, stop' curl commands, one by one, with the id the first one made."""
+    block = block_containing("bash", "Prefer: wait=").replace(DEFAULT_ADDRESS, server.base_url)
+    lines = [line for line in block.replace("\\\n", " ").splitlines() if not line.startswith("#")]
+    header, create, *per_request = lines
+    key = new_key()
+
+    def curl(command: str) -> str:
+        return run(["bash", "-c", f"{header}\n{command}"], server, key)
+
+    created = json.loads(curl(create))
+    assert created["status"] == "COMPLETED", "Prefer: wait=30 waited for the answer"
+    outputs = [curl(command.replace("<id>", created["id"])) for command in per_request]
+    waited, events, cancelled, deleted = outputs
+    assert json.loads(waited) == created
+    assert "event: delta" in events and "event: done" in events, events
+    assert json.loads(cancelled) == created, "a finished request is not changed by a cancel"
+    assert deleted == "", "204"
+    assert "not_found" in curl(per_request[0].replace("<id>", created["id"]))
 
 
 def test_sync_route_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
