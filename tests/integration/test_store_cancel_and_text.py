@@ -4,6 +4,7 @@ rest of the contract is in test_store_conformance.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from chatq.domain import CANCELLED, NewRequest, Status, TextPiece
 from chatq.store import Store
@@ -183,3 +184,24 @@ async def test_watch_costs_nothing_for_other_requests(store: Store) -> None:
             changes.append(change)
     assert changes and all(c.request_id == watched for c in changes)
     assert Status.COMPLETED not in {c.status for c in changes}
+
+
+async def test_status_changes_of_a_whole_batch_reach_their_watchers(store: Store) -> None:
+    """A claim of 150 requests: each watcher is told its request's new status, although
+    this store listened only for work when the watching began."""
+    await store.wait_for_work(0.01)
+    probe = await submitted(store, "probe")
+    assert len(await store.claim("w1", 1, LEASE)) == 1
+    with store.watch(probe) as watch:
+        # Until the store hears status changes (at once on SQLite, once its listener has
+        # added the channel on PostgreSQL), changes say only "look again".
+        while (await next_change(watch)).status is None:
+            assert await store.new_run(probe, "w1") is not None
+    ids = [await submitted(store, f"job {i}") for i in range(150)]
+    with contextlib.ExitStack() as stack:
+        watches = [stack.enter_context(store.watch(i)) for i in ids]
+        assert len(await store.claim("w1", 150, LEASE)) == 150
+        for watch in watches:
+            while (change := await next_change(watch)).status is None:
+                pass  # SQLite's poller may say "look again" first
+            assert (change.status, change.runs) == (Status.IN_PROGRESS, 1)

@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from chatq.domain import (
     CANCELLED,
@@ -39,6 +39,11 @@ Statement = tuple[str, Sequence[Any]]
 _MAX_SUBMIT_BATCH = 512
 # How often watched requests are read again when no notification can be relied on.
 WATCH_POLL_S = 0.5
+
+# What a process can be notified of: work to claim (workers), cancels of running requests
+# (workers), changes to requests (long-polls and event streams). Each process hears only
+# what it waits for: a worker that heard every status change would spend its time on them.
+Topic = Literal["work", "cancels", "changes"]
 
 
 class SqlStore(abc.ABC):
@@ -91,8 +96,8 @@ class SqlStore(abc.ABC):
         requests are polled."""
 
     @abc.abstractmethod
-    def _ensure_listening(self) -> None:
-        """Start whatever brings the database's notifications, if it is not running."""
+    def _ensure_listening(self, topic: Topic) -> None:
+        """Have the database's notifications of topic brought to this process from now on."""
 
     # ---- lifecycle
 
@@ -243,7 +248,7 @@ class SqlStore(abc.ABC):
 
     async def wait_for_cancel(self, timeout: float) -> None:
         """Return when a cancel of some running request may be pending, or after timeout."""
-        self._ensure_listening()
+        self._ensure_listening("cancels")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._cancels.wait(), timeout)
         self._cancels.clear()
@@ -292,7 +297,7 @@ class SqlStore(abc.ABC):
     @contextlib.contextmanager
     def watch(self, request_id: str) -> Iterator[Watch]:
         """Changes to a request, from now on, while the block runs."""
-        self._ensure_listening()
+        self._ensure_listening("changes")
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_watched(), name="chatq-watch-poller")
         with self._feed.watch(request_id) as watch:

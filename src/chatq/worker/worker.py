@@ -16,14 +16,13 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from chatq.backends.base import Backend, PermanentError, TextSink, TransientError
+from chatq.backends.base import PermanentError, TransientError
 from chatq.backends.pool import BackendPool
 from chatq.config import WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
-from chatq.races import unless
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
 from chatq.worker.text import StreamedText, TextCheckpoints
@@ -175,6 +174,15 @@ class Worker:
 
     async def _run_backend(self, job: ClaimedJob, progress: _Progress) -> dict[str, object] | str:
         """The CompletionResponse, or the error message to fail the job with."""
+        try:
+            return await self._attempts(job, progress)
+        except asyncio.CancelledError:
+            if not progress.cancel_requested:
+                raise  # the worker is stopping: the job goes back to the queue
+            _task().uncancel()
+            return CANCELLED
+
+    async def _attempts(self, job: ClaimedJob, progress: _Progress) -> dict[str, object] | str:
         backend = self.backends.for_model(job.model)
         if backend is None:
             return f"no backend serves model {job.model!r} any more"
@@ -193,15 +201,17 @@ class Worker:
                 text.restart(run)
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                    return await _call(backend, job, text.add if text else None, progress)
-            except _Cancelled:
-                return CANCELLED
-            except PermanentError as exc:
-                return str(exc)
-            except TransientError as exc:
+                    return await backend.run(job.id, job.request, text.add if text else None)
+            except Exception as exc:
+                if progress.cancel_requested:
+                    return CANCELLED  # whatever the call said as it was stopped
+                if isinstance(exc, PermanentError):
+                    return str(exc)
+                if isinstance(exc, TimeoutError):
+                    return f"deadline of {s.deadline_s:g}s exceeded after {attempt} attempt(s)"
+                if not isinstance(exc, TransientError):
+                    raise
                 error, retry_after = str(exc), exc.retry_after
-            except TimeoutError:
-                return f"deadline of {s.deadline_s:g}s exceeded after {attempt} attempt(s)"
             if attempt >= s.max_attempts:
                 return f"gave up after {attempt} attempt(s); last error: {error}"
             delay = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, retry_after)
@@ -213,9 +223,7 @@ class Worker:
             log.info(
                 "job %s: attempt %d failed (%s); retrying in %.2fs", job.id, attempt, error, delay
             )
-            await _first_of(progress.cancelled, timeout=delay)
-            if progress.cancelled.is_set():
-                return CANCELLED
+            await asyncio.sleep(delay)
 
     async def _watch_cancels(self, finished: asyncio.Event) -> None:
         """Stop the jobs whose cancel is pending: woken by a cancel anywhere, and looking
@@ -231,9 +239,12 @@ class Worker:
                 continue
             for job_id in cancelled:
                 progress = self._progress.get(job_id)
-                if progress is not None and not progress.cancelled.is_set():
+                # Only a job still in its backend call (or between its attempts) is stopped:
+                # one that has its answer records it.
+                if progress and not progress.cancel_requested and job_id in self._calling:
                     log.info("job %s: cancelled by the client; stopping it", job_id)
-                    progress.cancelled.set()
+                    progress.cancel_requested = True
+                    self._running[job_id].cancel()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Renew our leases (one statement), rescue expired ones, purge old results."""
@@ -283,23 +294,16 @@ class _Progress:
     """What a job's run has done so far, known however the job ends."""
 
     attempts: int = 0  # backend calls made
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # The client cancelled the job: its task was cancelled, which stops its backend call
+    # (the upstream connection is closed, the local model stops generating).
+    cancel_requested: bool = False
     text: StreamedText | None = None
 
 
-class _Cancelled(Exception):
-    """The client cancelled the job while its backend call ran."""
-
-
-async def _call(
-    backend: Backend, job: ClaimedJob, on_text: TextSink | None, progress: _Progress
-) -> JSON:
-    """backend.run, stopped (the task cancelled, so the backend closes its upstream call or
-    stops generating) as soon as the job is cancelled."""
-    call = await unless(backend.run(job.id, job.request, on_text), progress.cancelled.wait())
-    if progress.cancelled.is_set() and (call.cancelled() or call.exception() is not None):
-        raise _Cancelled  # whatever the call said as it was stopped
-    return call.result()
+def _task() -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    assert task is not None, "jobs run in tasks"
+    return task
 
 
 async def _first_of(

@@ -15,7 +15,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from chatq.domain import JSON, NewRequest, Status, TextPiece
 from chatq.store import queries as shared
-from chatq.store.base import SqlStore, Statement, SubmitOutcome
+from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
 from chatq.store.errors import IdempotencyConflict, StoreUnavailable, UnstorableRequest
 from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
@@ -59,7 +59,15 @@ class PostgresStore(SqlStore):
         self._dsn = dsn
         self._pool = pool
         self._listener: asyncio.Task[None] | None = None
-        self._listening = False
+        self._wanted: set[str] = set()  # the channels this process waits on
+        self._heard: set[str] = set()  # those the live listening connection listens on
+        self._listener_poke = asyncio.Event()  # channels wanted, or the connection lost
+        self._handlers: dict[str, Callable[..., None]] = {
+            q.WORK_CHANNEL: self._on_work,
+            q.CANCEL_CHANNEL: self._on_cancel,
+            q.STATUS_CHANNEL: self._on_status,
+            q.TEXT_CHANNEL: self._on_text,
+        }
 
     @classmethod
     async def open(
@@ -107,7 +115,7 @@ class PostgresStore(SqlStore):
         """Nothing to do: the triggers of migration 0002 notify every process, this one too."""
 
     def _notified(self) -> bool:
-        return self._listening
+        return _TOPICS["changes"] <= self._heard
 
     async def _close_connections(self) -> None:
         if self._listener is not None:
@@ -181,16 +189,20 @@ class PostgresStore(SqlStore):
         rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
         return {str(r[0]) for r in rows}
 
-    def _ensure_listening(self) -> None:
+    def _ensure_listening(self, topic: Topic) -> None:
+        if not _TOPICS[topic] <= self._wanted:
+            self._wanted |= _TOPICS[topic]
+            self._listener_poke.set()
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="chatq-pg-listener")
 
     async def wait_for_work(self, timeout: float) -> None:
-        self._ensure_listening()
+        self._ensure_listening("work")
         await super().wait_for_work(timeout)
 
     async def _listen(self) -> None:
-        """Hold a LISTEN connection; when it drops, reconnect. Meanwhile waits poll."""
+        """Hold a LISTEN connection on the wanted channels; when it drops, reconnect.
+        Meanwhile waits poll."""
         delay = 0.1
         while True:
             conn: asyncpg.Connection | None = None
@@ -200,35 +212,41 @@ class PostgresStore(SqlStore):
                     timeout=_CONNECT_TIMEOUT_S,
                     server_settings={"application_name": _LISTENER_NAME},
                 )
-                await conn.add_listener(q.WORK_CHANNEL, self._on_work)
-                await conn.add_listener(q.STATUS_CHANNEL, self._on_status)
-                await conn.add_listener(q.TEXT_CHANNEL, self._on_text)
-                await conn.add_listener(q.CANCEL_CHANNEL, self._on_cancel)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _, lost=lost: lost.set())
-                self._listening = True
-                # Whatever happened while nobody listened: look again.
-                self._work.set()
-                self._cancels.set()
-                for request_id in self._feed.watched():
-                    self._feed.publish(Change(request_id))
+                # A connection that closes (its backend terminated, the server gone) says so
+                # at once: waits poll from then on, not after the next keep-alive.
+                conn.add_termination_listener(lambda _: self._listener_poke.set())
                 delay = 0.1
                 while True:
-                    # A connection that closes (its backend terminated, the server gone) says
-                    # so at once, and the ping below fails: waits poll from then on, not after
-                    # the next keep-alive. The ping finds a connection that died silently.
+                    self._listener_poke.clear()
+                    await self._hear_wanted(conn)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), _LISTENER_CHECK_S)
+                        await asyncio.wait_for(self._listener_poke.wait(), _LISTENER_CHECK_S)
+                    # The ping fails on a closed connection and finds one that died silently.
                     await asyncio.wait_for(conn.fetchval(shared.PING), _LISTENER_CHECK_S)
             except _UNAVAILABLE as exc:
-                if self._listening:
+                if self._heard:
                     log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             finally:
-                self._listening = False
+                self._heard = set()
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX_S)
+
+    async def _hear_wanted(self, conn: asyncpg.Connection) -> None:
+        """LISTEN on the wanted channels not yet heard; then, since whatever was notified on
+        them before went unheard, look again."""
+        new = self._wanted - self._heard
+        for channel in new:
+            await conn.add_listener(channel, self._handlers[channel])
+            self._heard.add(channel)
+        if q.WORK_CHANNEL in new:
+            self._work.set()
+        if q.CANCEL_CHANNEL in new:
+            self._cancels.set()
+        if q.STATUS_CHANNEL in new:
+            for request_id in self._feed.watched():
+                self._feed.publish(Change(request_id))
 
     def _on_work(self, *_: object) -> None:
         self._work.set()
@@ -249,6 +267,13 @@ class PostgresStore(SqlStore):
         self._feed.publish(
             Change(request_id, piece=TextPiece(request_id, int(run), int(start), text))
         )
+
+
+_TOPICS: dict[Topic, frozenset[str]] = {
+    "work": frozenset({q.WORK_CHANNEL}),
+    "cancels": frozenset({q.CANCEL_CHANNEL}),
+    "changes": frozenset({q.STATUS_CHANNEL, q.TEXT_CHANNEL}),
+}
 
 
 def _rows_touched(status: str) -> int:

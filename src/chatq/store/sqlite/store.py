@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from chatq.domain import JSON, NewRequest, Status
 from chatq.store import queries as shared
-from chatq.store.base import SqlStore, Statement, SubmitOutcome
+from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
 from chatq.store.errors import IdempotencyConflict, StoreUnavailable
 from chatq.store.feed import Change
 from chatq.store.rows import dumps, job_from_row
@@ -124,7 +124,7 @@ class SqliteStore(SqlStore):
         for change in changes:
             self._feed.publish(change)
 
-    def _ensure_listening(self) -> None:
+    def _ensure_listening(self, topic: Topic) -> None:
         """Nothing to start: SQLite has no notifications."""
 
     def _notified(self) -> bool:
