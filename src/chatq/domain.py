@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +34,24 @@ class NewRequest:
     request: JSON
     request_hash: str  # request_fingerprint(request); "" without an idempotency key
     idempotency_key: str | None
+    webhook_url: str | None = None  # where its terminal event goes (its own, or its key's)
+    # The create named webhook_url itself: that sets the URL again for its owner, so a URL
+    # disabled by a 410 is enabled again.
+    webhook_named: bool = False
 
     @property
     def stream(self) -> bool:
         return self.request.get("stream") is True
 
     @classmethod
-    def create(cls, owner: str, request: JSON, idempotency_key: str | None = None) -> NewRequest:
+    def create(
+        cls,
+        owner: str,
+        request: JSON,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_named: bool = False,
+    ) -> NewRequest:
         """A new request with a fresh id, for request["model"]."""
         return cls(
             id=str(uuid.uuid4()),
@@ -48,6 +61,8 @@ class NewRequest:
             # Only a replay compares hashes, and only a request with a key can be replayed.
             request_hash=request_fingerprint(request) if idempotency_key is not None else "",
             idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
+            webhook_named=webhook_named and webhook_url is not None,
         )
 
 
@@ -75,6 +90,7 @@ class Job(Summary):
     error_message: str | None
     runs: int  # how many times its text has (re)started; the run its text belongs to
     stream: bool  # submitted with stream: true, so its text is published as it is generated
+    webhook_url: str | None  # where its terminal event is POSTed, if anywhere
 
     @property
     def finished(self) -> bool:
@@ -115,6 +131,106 @@ class ApiKey:
     owner: str
     created_at: float
     revoked_at: float | None
+    webhook_url: str | None = None  # the default webhook of the requests made with it
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """Who an API key speaks for: its owner, and its default webhook URL."""
+
+    owner: str
+    webhook_url: str | None
+
+
+# ---- webhooks (issue 13)
+
+COMPLETED_EVENT = "async_chat_completion.completed"
+FAILED_EVENT = "async_chat_completion.failed"
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "PENDING"  # to be tried (again) at next_attempt_at
+    DELIVERED = "DELIVERED"  # a 2xx was received
+    FAILED = "FAILED"  # given up: the horizon passed, a 410, or refused by the SSRF guard
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A claimed webhook delivery: what a worker needs to POST it."""
+
+    id: str  # the webhook-id, the same on every attempt (msg_...)
+    request_id: str
+    owner: str
+    url: str
+    event_type: str  # COMPLETED_EVENT or FAILED_EVENT
+    created_at: float  # the terminal transition: the event's timestamp
+    attempts: int  # attempts made before this one
+    window_start: float  # retries stop horizon_s after this (the event, or its replay)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    attempt: int  # 1, 2, ...
+    at: float
+    status_code: int | None  # the receiver's answer, if it answered
+    error: str | None  # what went wrong otherwise (or with the answer)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as operators and owners see it."""
+
+    id: str
+    request_id: str
+    owner: str
+    url: str
+    event_type: str
+    created_at: float
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    delivered_at: float | None
+    last_error: str | None
+    history: tuple[DeliveryAttempt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The outcome of one attempt, for the store to record."""
+
+    delivery: Delivery
+    at: float
+    status: DeliveryStatus  # DELIVERED, FAILED (given up), or PENDING (retry at next_attempt_at)
+    status_code: int | None
+    error: str | None
+    next_attempt_at: float | None = None
+    disable_url: bool = False  # a 410: no more deliveries to this URL for this owner
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecrets:
+    """An owner's signing secrets: the current one and, after a rotation, the one before."""
+
+    current: str
+    previous: str | None
+    rotated_at: float | None
+
+    def signing(self, now: float, overlap_s: float) -> list[str]:
+        """The secrets to sign with now: both during the overlap after a rotation."""
+        if self.previous and self.rotated_at is not None and now < self.rotated_at + overlap_s:
+            return [self.current, self.previous]
+        return [self.current]
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def delivery_id(request_id: str) -> str:
+    """A request's webhook-id: derived from it, so every attempt and replay shares it."""
+    return "msg_" + request_id.replace("-", "")
 
 
 def request_fingerprint(request: JSON) -> str:

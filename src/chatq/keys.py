@@ -24,10 +24,20 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_key(store: Store, name: str, owner: str | None = None) -> tuple[ApiKey, str]:
-    """A new key for owner (by default, the key's name); returns it with its secret."""
+async def create_key(
+    store: Store, name: str, owner: str | None = None, webhook_url: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for owner (by default, the key's name), with a default webhook URL if given
+    (already checked); returns it with its secret."""
     key_id, secret = new_api_key()
-    key = ApiKey(id=key_id, name=name, owner=owner or name, created_at=time.time(), revoked_at=None)
+    key = ApiKey(
+        id=key_id,
+        name=name,
+        owner=owner or name,
+        created_at=time.time(),
+        revoked_at=None,
+        webhook_url=webhook_url,
+    )
     await store.insert_key(key, hash_secret(secret))
     return key, secret
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chatq.domain import JSON, ApiKey, NewRequest, Status
+from chatq.domain import JSON, ApiKey, KeyHolder, NewRequest, Status
 from chatq.store import IdempotencyConflict, Store
 from tests.integration.stores import OWNER, Clock, complete_one, new_request
 
@@ -257,13 +257,13 @@ async def test_keys(store: Store, clock: Clock) -> None:
     assert await store.count_keys() == 0
     key = ApiKey(id="k1", name="laptop", owner="alice", created_at=clock.now, revoked_at=None)
     await store.insert_key(key, "hash-1")
-    assert await store.owner_of_key("hash-1") == "alice"
-    assert await store.owner_of_key("hash-2") is None
+    assert await store.key_holder("hash-1") == KeyHolder("alice", None)
+    assert await store.key_holder("hash-2") is None
     assert await store.list_keys() == [key]
     assert await store.count_keys() == 1
     assert await store.revoke_key("k1")
     assert not await store.revoke_key("k1"), "already revoked"
-    assert await store.owner_of_key("hash-1") is None
+    assert await store.key_holder("hash-1") is None
     (listed,) = await store.list_keys()
     assert listed.revoked_at == clock.now
 

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from chatq.api.owner_cache import OwnerCache
+from chatq.domain import KeyHolder
+
+ALICE, BOB, CAROL = (
+    KeyHolder("alice", None),
+    KeyHolder("bob", "https://b.example"),
+    KeyHolder("carol", None),
+)
 
 
 class Clock:
@@ -17,9 +24,9 @@ def test_an_owner_is_remembered_for_ttl_s_and_no_longer() -> None:
     clock = Clock()
     cache = OwnerCache(ttl_s=5, clock=clock)
     assert cache.get("h1") is None
-    cache.put("h1", "alice")
+    cache.put("h1", ALICE)
     clock.now += 4.9
-    assert cache.get("h1") == "alice"
+    assert cache.get("h1") == ALICE
     clock.now += 0.1
     assert cache.get("h1") is None
     # Expired entries are dropped, not only hidden.
@@ -28,14 +35,14 @@ def test_an_owner_is_remembered_for_ttl_s_and_no_longer() -> None:
 
 def test_ttl_zero_remembers_nothing() -> None:
     cache = OwnerCache(ttl_s=0, clock=Clock())
-    cache.put("h1", "alice")
+    cache.put("h1", ALICE)
     assert cache.get("h1") is None
 
 
 def test_the_oldest_keys_make_room_past_max_keys() -> None:
     cache = OwnerCache(ttl_s=60, max_keys=2, clock=Clock())
-    cache.put("h1", "alice")
-    cache.put("h2", "bob")
-    cache.put("h1", "alice")  # seen again: now the newest
-    cache.put("h3", "carol")
-    assert [cache.get(h) for h in ("h1", "h2", "h3")] == ["alice", None, "carol"]
+    cache.put("h1", ALICE)
+    cache.put("h2", BOB)
+    cache.put("h1", ALICE)  # seen again: now the newest
+    cache.put("h3", CAROL)
+    assert [cache.get(h) for h in ("h1", "h2", "h3")] == [ALICE, None, CAROL]

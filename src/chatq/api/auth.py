@@ -31,6 +31,7 @@ SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 class Caller:
     owner: str
     ctx: ApiContext
+    webhook_url: str | None = None  # the key's default webhook
 
 
 async def authenticate(request: Request) -> Caller:
@@ -41,13 +42,13 @@ async def authenticate(request: Request) -> Caller:
     if len(key) > _MAX_KEY_CHARS or not key.isascii():
         raise ApiError(401, "invalid API key")
     secret_hash = hash_secret(key)
-    owner = ctx.owners.get(secret_hash)
-    if owner is None:
-        owner = await ctx.store.owner_of_key(secret_hash)
-        if owner is None:
+    holder = ctx.owners.get(secret_hash)
+    if holder is None:
+        holder = await ctx.store.key_holder(secret_hash)
+        if holder is None:
             raise ApiError(401, "invalid API key")
-        ctx.owners.put(secret_hash, owner)
-    return Caller(owner, ctx)
+        ctx.owners.put(secret_hash, holder)
+    return Caller(holder.owner, ctx, holder.webhook_url)
 
 
 Authenticated = Annotated[Caller, Depends(authenticate)]

@@ -19,16 +19,30 @@ from chatq.domain import (
     JSON,
     ApiKey,
     ClaimedJob,
+    Delivery,
+    DeliveryRecord,
+    DeliveryResult,
+    DeliveryStatus,
     Job,
+    KeyHolder,
     NewRequest,
     Status,
     Summary,
     TextPiece,
+    WebhookSecrets,
+    new_webhook_secret,
 )
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
 from chatq.store.feed import Change, ChangeFeed, Watch
-from chatq.store.rows import claimed_from_rows, job_from_row, page_from_rows
+from chatq.store.rows import (
+    attempt_from_row,
+    claimed_from_rows,
+    delivery_from_row,
+    job_from_row,
+    page_from_rows,
+    record_from_row,
+)
 
 log = logging.getLogger("chatq.store")
 
@@ -41,14 +55,16 @@ _MAX_SUBMIT_BATCH = 512
 WATCH_POLL_S = 0.5
 
 # What a process can be notified of: work to claim (workers), cancels of running requests
-# (workers), changes to requests (long-polls and event streams). Each process hears only
-# what it waits for: a worker that heard every status change would spend its time on them.
-Topic = Literal["work", "cancels", "changes"]
+# (workers), changes to requests (long-polls and event streams), webhook deliveries due
+# (workers). Each process hears only what it waits for: a worker that heard every status
+# change would spend its time on them.
+Topic = Literal["work", "cancels", "changes", "webhooks"]
 
 
 class SqlStore(abc.ABC):
     # The dialect's own statements that the shared verbs run.
     CLAIM: ClassVar[str]
+    CLAIM_DELIVERIES: ClassVar[str]  # $5: the owners to skip, as the dialect's _id_list has them
     WATCHED: ClassVar[str]  # (id, status, runs, end of the current run's text) of ids $1
     MIGRATIONS_PACKAGE: ClassVar[str]
 
@@ -56,6 +72,7 @@ class SqlStore(abc.ABC):
         self._clock = clock
         self._work = asyncio.Event()
         self._cancels = asyncio.Event()
+        self._deliveries = asyncio.Event()  # a webhook delivery may be due
         self._submits = GroupCommit(self._submit_group, _MAX_SUBMIT_BATCH)
         self._feed = ChangeFeed()
         self._poller: asyncio.Task[None] | None = None
@@ -119,11 +136,20 @@ class SqlStore(abc.ABC):
     # ---- api keys
 
     async def insert_key(self, key: ApiKey, secret_hash: str) -> None:
-        await self._execute(q.KEY_INSERT, key.id, key.name, key.owner, secret_hash, key.created_at)
+        await self._execute(
+            q.KEY_INSERT, key.id, key.name, key.owner, secret_hash, key.created_at, key.webhook_url
+        )
 
-    async def owner_of_key(self, secret_hash: str) -> str | None:
-        rows = await self._read(q.KEY_OWNER, secret_hash)
-        return str(rows[0][0]) if rows else None
+    async def key_holder(self, secret_hash: str) -> KeyHolder | None:
+        rows = await self._read(q.KEY_HOLDER, secret_hash)
+        return KeyHolder(str(rows[0][0]), rows[0][1]) if rows else None
+
+    async def set_key_webhook(self, key: str, url: str | None) -> int:
+        rows = await self._write(q.KEY_SET_WEBHOOK, url, key)
+        if url is not None:
+            for owner in {str(r[0]) for r in rows}:
+                await self._execute(q.WEBHOOK_ENABLE, owner, url)
+        return len(rows)
 
     async def list_keys(self) -> list[ApiKey]:
         return [ApiKey(*r) for r in await self._read(q.KEY_LIST)]
@@ -179,10 +205,19 @@ class SqlStore(abc.ABC):
     async def fail(self, request_id: str, worker_id: str, message: str) -> bool:
         # An upstream's error text may hold a NUL, which a PostgreSQL text column cannot.
         message = message.replace("\x00", "\\0")
-        failed = await self._execute(q.FAIL, self._clock(), message, request_id, worker_id) == 1
+        now = self._clock()
+        failed, queued = await self._execute_all(
+            [(q.FAIL, (now, message, request_id, worker_id)), (q.WEBHOOK_ENQUEUE, (now,))]
+        )
         if failed:
             self._announce(Change(request_id, Status.FAILED))
-        return failed
+        self._queued(queued)
+        return failed == 1
+
+    def _queued(self, deliveries: int) -> None:
+        """Deliveries were just queued: a worker in this process need not wait to hear it."""
+        if deliveries:
+            self._deliveries.set()
 
     async def release(self, worker_id: str, request_ids: Sequence[str]) -> int:
         if not request_ids:
@@ -197,30 +232,40 @@ class SqlStore(abc.ABC):
                     (q.RELEASE, (i, worker_id)),
                 )
             ]
+            + [(q.WEBHOOK_ENQUEUE, (now,))]
         )
+        *counts, queued = counts
         if any(counts[1::2]):
             self._work.set()
+        self._queued(queued)
         self._announce(*(Change(i) for i in request_ids))
         return sum(counts)
 
     async def rescue(self, max_deliveries: int) -> tuple[int, int]:
         now = self._clock()
-        cancelled, failed, requeued = await self._execute_all(
+        cancelled, failed, queued, requeued = await self._execute_all(
             [
                 (q.RESCUE_CANCELLED, (now, CANCELLED)),
                 (q.RESCUE_FAIL, (now, max_deliveries)),
+                (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.RESCUE_REQUEUE, (now,)),
             ]
         )
         if requeued:
             self._work.set()
+        self._queued(queued)
         if cancelled or failed or requeued:
             self._announce(*(Change(i) for i in self._feed.watched()))
         return requeued, cancelled + failed
 
     async def purge(self, finished_before: float) -> int:
-        _, purged = await self._execute_all(
-            [(q.PURGE_TEXT, (finished_before,)), (q.PURGE, (finished_before,))]
+        *_, purged = await self._execute_all(
+            [
+                (q.PURGE_TEXT, (finished_before,)),
+                (q.PURGE_WEBHOOK_ATTEMPTS, (finished_before,)),
+                (q.PURGE_WEBHOOKS, (finished_before,)),
+                (q.PURGE, (finished_before,)),
+            ]
         )
         return purged
 
@@ -230,12 +275,14 @@ class SqlStore(abc.ABC):
         """CREATED -> FAILED at once; IN_PROGRESS: marked, for its worker to stop and fail;
         finished: unchanged. The request as it then is, or None if the owner has none."""
         now = self._clock()
-        failed, marked = await self._execute_all(
+        failed, queued, marked = await self._execute_all(
             [
                 (q.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
+                (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.CANCEL_RUNNING, (now, owner, request_id)),
             ]
         )
+        self._queued(queued)
         if failed:
             self._announce(Change(request_id, Status.FAILED))
         if marked:
@@ -256,8 +303,13 @@ class SqlStore(abc.ABC):
     async def delete(self, owner: str, request_id: str) -> bool | None:
         """Delete a finished request and its text: True; False if it is not finished (left
         as it is); None if the owner has no such request."""
-        deleted, _ = await self._execute_all(
-            [(q.DELETE, (owner, request_id)), (q.DELETE_TEXT, (request_id,))]
+        deleted, *_ = await self._execute_all(
+            [
+                (q.DELETE, (owner, request_id)),
+                (q.DELETE_TEXT, (request_id,)),
+                (q.DELETE_WEBHOOK, (request_id,)),
+                (q.DELETE_WEBHOOK_ATTEMPTS, (request_id,)),
+            ]
         )
         if deleted:
             self._announce(Change(request_id))
@@ -291,6 +343,99 @@ class SqlStore(abc.ABC):
     async def read_text(self, request_id: str, run: int) -> str:
         """The text of a request's run, as stored so far."""
         return "".join(str(r[0]) for r in await self._read(q.READ_TEXT, request_id, run))
+
+    # ---- webhooks
+
+    async def claim_deliveries(
+        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+    ) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        now = self._clock()
+        rows = await self._write(
+            self.CLAIM_DELIVERIES,
+            now,
+            worker_id,
+            now + lease_s,
+            limit,
+            self._id_list(list(skip_owners)),
+        )
+        return sorted(map(delivery_from_row, rows), key=lambda d: (d.created_at, d.id))
+
+    async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
+        d = result.delivery
+        error = None if result.error is None else result.error.replace("\x00", "\\0")
+        statements: list[Statement] = [
+            (q.WEBHOOK_ATTEMPT, (d.id, worker_id, result.at, result.status_code, error)),
+            (
+                q.WEBHOOK_RECORD,
+                (
+                    d.id,
+                    worker_id,
+                    result.status.value,
+                    result.next_attempt_at if result.status is DeliveryStatus.PENDING else None,
+                    result.at if result.status is DeliveryStatus.DELIVERED else None,
+                    error,
+                ),
+            ),
+        ]
+        if result.disable_url:
+            statements.append((q.WEBHOOK_DISABLE, (d.owner, d.url, result.at)))
+        counts = await self._execute_all(statements)
+        return counts[1] == 1
+
+    async def release_deliveries(
+        self, worker_id: str, delivery_ids: Sequence[str] | None = None
+    ) -> int:
+        now = self._clock()
+        if delivery_ids is not None:
+            return sum(
+                await self._execute_all(
+                    [(q.WEBHOOK_RELEASE_ONE, (worker_id, now, i)) for i in delivery_ids]
+                )
+            )
+        released = await self._execute(q.WEBHOOK_RELEASE, worker_id, now)
+        self._queued(released)
+        return released
+
+    async def wait_for_deliveries(self, timeout: float) -> None:
+        self._ensure_listening("webhooks")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._deliveries.wait(), timeout)
+        self._deliveries.clear()
+
+    async def webhook_url_disabled(self, owner: str, url: str) -> bool:
+        return bool(await self._read(q.WEBHOOK_DISABLED, owner, url))
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets:
+        rows = await self._read(q.WEBHOOK_SECRET_GET, owner)
+        if not rows:  # first use; a concurrent first use may win, and then its secret is it
+            await self._execute(q.WEBHOOK_SECRET_INSERT, owner, new_webhook_secret())
+            rows = await self._write(q.WEBHOOK_SECRET_GET, owner)
+        return WebhookSecrets(*rows[0])
+
+    async def rotate_webhook_secret(self, owner: str) -> WebhookSecrets:
+        await self.webhook_secrets(owner)
+        await self._execute(q.WEBHOOK_SECRET_ROTATE, owner, new_webhook_secret(), self._clock())
+        return WebhookSecrets(*(await self._write(q.WEBHOOK_SECRET_GET, owner))[0])
+
+    async def webhook_delivery(self, owner: str, request_id: str) -> DeliveryRecord | None:
+        rows = await self._read(q.WEBHOOK_OF_REQUEST, owner, request_id)
+        if not rows:
+            return None
+        history = tuple(map(attempt_from_row, await self._read(q.WEBHOOK_ATTEMPTS, request_id)))
+        return record_from_row(rows[0], history)
+
+    async def list_deliveries(self, failed_only: bool, limit: int) -> list[DeliveryRecord]:
+        rows = await self._read(q.WEBHOOK_LIST_FAILED if failed_only else q.WEBHOOK_LIST, limit)
+        return [record_from_row(r) for r in rows]
+
+    async def replay_delivery(self, ident: str) -> bool:
+        rows = await self._write(q.WEBHOOK_REPLAY, ident, self._clock())
+        for owner, url in {(str(r[0]), str(r[1])) for r in rows}:
+            await self._execute(q.WEBHOOK_ENABLE, owner, url)
+        self._queued(len(rows))
+        return bool(rows)
 
     # ---- watching
 

@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from chatq.domain import JSON, ApiKey, ClaimedJob, Job, NewRequest, Summary, TextPiece
+from chatq.domain import (
+    JSON,
+    ApiKey,
+    ClaimedJob,
+    Delivery,
+    DeliveryRecord,
+    DeliveryResult,
+    Job,
+    KeyHolder,
+    NewRequest,
+    Summary,
+    TextPiece,
+    WebhookSecrets,
+)
 from chatq.store.feed import Watch
 
 
@@ -26,8 +39,12 @@ class Store(Protocol):
     # api keys
     async def insert_key(self, key: ApiKey, secret_hash: str) -> None: ...
 
-    async def owner_of_key(self, secret_hash: str) -> str | None:
-        """The owner of an unrevoked key, or None."""
+    async def key_holder(self, secret_hash: str) -> KeyHolder | None:
+        """The owner (and default webhook) of an unrevoked key, or None."""
+
+    async def set_key_webhook(self, key: str, url: str | None) -> int:
+        """Set (None: clear) the default webhook of the live keys with this id or name; how
+        many. Setting a URL enables it again for the keys' owners if a 410 disabled it."""
 
     async def list_keys(self) -> list[ApiKey]: ...
 
@@ -103,6 +120,46 @@ class Store(Protocol):
 
     async def read_text(self, request_id: str, run: int) -> str:
         """The text of a request's run, as stored so far."""
+
+    # webhooks: the outbox that every terminal transition writes to, in its transaction
+    async def claim_deliveries(
+        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+    ) -> list[Delivery]:
+        """Up to limit due deliveries, none of an owner in skip_owners, leased to worker_id for
+        lease_s (then they are due again)."""
+
+    async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
+        """Record an attempt and the delivery's new state (and disable its URL for its owner
+        if the result says so); False if the claim is no longer worker_id's (nothing is
+        recorded then but the disabling)."""
+
+    async def release_deliveries(
+        self, worker_id: str, delivery_ids: Sequence[str] | None = None
+    ) -> int:
+        """Hand back the deliveries worker_id claimed and did not record (all of them, or
+        those named): due at once; how many."""
+
+    async def wait_for_deliveries(self, timeout: float) -> None:
+        """Return when a delivery may have become due, or after timeout."""
+
+    async def webhook_url_disabled(self, owner: str, url: str) -> bool:
+        """Whether a 410 from url disabled deliveries to it for owner."""
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets:
+        """The owner's signing secrets; the first is created on first use."""
+
+    async def rotate_webhook_secret(self, owner: str) -> WebhookSecrets:
+        """Start a new secret; the one before it is kept as the previous one."""
+
+    async def webhook_delivery(self, owner: str, request_id: str) -> DeliveryRecord | None:
+        """The delivery of the owner's request, with its attempts; None if it has none yet."""
+
+    async def list_deliveries(self, failed_only: bool, limit: int) -> list[DeliveryRecord]:
+        """Every owner's deliveries, newest event first (only those given up, if failed_only)."""
+
+    async def replay_delivery(self, ident: str) -> bool:
+        """Make a delivery (by webhook-id or request id) due again at once, with a new
+        horizon, and its URL enabled again; False if there is no such delivery."""
 
     # watching: one feed per process, fed by the database's notifications or by polling
     def watch(self, request_id: str) -> AbstractContextManager[Watch]:

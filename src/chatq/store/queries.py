@@ -13,17 +13,30 @@ SECRET_INSERT = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (nam
 SECRET_GET = "SELECT value FROM meta WHERE name = $1"
 
 KEY_INSERT = """
-INSERT INTO api_keys (id, name, owner, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO api_keys (id, name, owner, secret_hash, created_at, webhook_url)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
-KEY_OWNER = "SELECT owner FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL"
-KEY_LIST = "SELECT id, name, owner, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+KEY_HOLDER = """
+SELECT owner, webhook_url FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+"""
+KEY_LIST = """
+SELECT id, name, owner, created_at, revoked_at, webhook_url FROM api_keys ORDER BY created_at, id
+"""
+# keys update: by id or by name, live keys only; the owners whose default changed.
+KEY_SET_WEBHOOK = """
+UPDATE api_keys SET webhook_url = $1
+WHERE (id = $2 OR name = $2) AND revoked_at IS NULL
+RETURNING owner
+"""
 KEY_REVOKE = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
 KEY_COUNT = "SELECT count(*) FROM api_keys"
 
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
 SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
-JOB_COLUMNS = f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs, stream"
+JOB_COLUMNS = (
+    f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs, stream, webhook_url"
+)
 # What a claim returns, oldest first: the fields of ClaimedJob.
 CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at, runs"
 
@@ -81,6 +94,18 @@ UPDATE requests
 SET status = 'CREATED', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL
 WHERE status = 'IN_PROGRESS' AND lease_expires_at < $1
 """
+PURGE_WEBHOOK_ATTEMPTS = """
+DELETE FROM webhook_attempts WHERE request_id IN (
+    SELECT id FROM requests
+    WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) < $1
+)
+"""
+PURGE_WEBHOOKS = """
+DELETE FROM webhook_deliveries WHERE request_id IN (
+    SELECT id FROM requests
+    WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) < $1
+)
+"""
 PURGE_TEXT = """
 DELETE FROM request_text WHERE request_id IN (
     SELECT id FROM requests
@@ -115,6 +140,14 @@ DELETE_TEXT = """
 DELETE FROM request_text
 WHERE request_id = $1 AND NOT EXISTS (SELECT 1 FROM requests WHERE id = $1)
 """
+DELETE_WEBHOOK = """
+DELETE FROM webhook_deliveries
+WHERE request_id = $1 AND NOT EXISTS (SELECT 1 FROM requests WHERE id = $1)
+"""
+DELETE_WEBHOOK_ATTEMPTS = """
+DELETE FROM webhook_attempts
+WHERE request_id = $1 AND NOT EXISTS (SELECT 1 FROM requests WHERE id = $1)
+"""
 
 # Streamed text: a piece is stored only while its run is the request's current one and the
 # worker still holds the request; a piece already stored (a retried write) is left as it is.
@@ -132,3 +165,94 @@ WHERE id = $1 AND status = 'IN_PROGRESS' AND lease_owner = $2
 RETURNING runs
 """
 READ_TEXT = "SELECT text FROM request_text WHERE request_id = $1 AND run = $2 ORDER BY start"
+
+# ---- webhooks (issue 13)
+
+# The outbox: run in the transaction of every terminal transition, with that transition's
+# time as $1, it queues a delivery for each request that finished then and has a webhook.
+# The time picks them out through requests_finished; a row already queued (a request that
+# finished at the same instant in another transaction) is left as it is.
+WEBHOOK_ENQUEUE = """
+INSERT INTO webhook_deliveries
+    (id, request_id, owner, url, event_type, created_at, status, attempts, next_attempt_at,
+     window_start)
+SELECT 'msg_' || replace(id, '-', ''), id, owner, webhook_url,
+       CASE status WHEN 'COMPLETED' THEN 'async_chat_completion.completed'
+                   ELSE 'async_chat_completion.failed' END,
+       CAST($1 AS double precision), 'PENDING', 0, CAST($1 AS double precision),
+       CAST($1 AS double precision)
+FROM requests
+WHERE status IN ('COMPLETED', 'FAILED') AND coalesce(completed_at, failed_at) = $1
+    AND webhook_url IS NOT NULL
+ON CONFLICT (id) DO NOTHING
+"""
+
+# What a claim returns: the fields of Delivery.
+DELIVERY_COLUMNS = "id, request_id, owner, url, event_type, created_at, attempts, window_start"
+# What operators and owners see: the fields of DeliveryRecord, less its history.
+DELIVERY_RECORD_COLUMNS = """
+id, request_id, owner, url, event_type, created_at, status, attempts, next_attempt_at,
+delivered_at, last_error
+"""
+
+# One attempt's outcome, recorded only while the claim is still this worker's: the attempt
+# (numbered after those before it), then the delivery's new state.
+WEBHOOK_ATTEMPT = """
+INSERT INTO webhook_attempts (request_id, attempt, at, status_code, error)
+SELECT request_id, attempts + 1, CAST($3 AS double precision), CAST($4 AS integer),
+       CAST($5 AS text)
+FROM webhook_deliveries
+WHERE id = $1 AND status = 'PENDING' AND lease_owner = $2
+"""
+WEBHOOK_RECORD = """
+UPDATE webhook_deliveries
+SET status = $3, attempts = attempts + 1, next_attempt_at = $4, delivered_at = $5,
+    last_error = $6, lease_owner = NULL
+WHERE id = $1 AND status = 'PENDING' AND lease_owner = $2
+"""
+WEBHOOK_DISABLE = """
+INSERT INTO webhook_disabled (owner, url, disabled_at) VALUES ($1, $2, $3)
+ON CONFLICT (owner, url) DO NOTHING
+"""
+WEBHOOK_ENABLE = "DELETE FROM webhook_disabled WHERE owner = $1 AND url = $2"
+WEBHOOK_DISABLED = "SELECT 1 FROM webhook_disabled WHERE owner = $1 AND url = $2"
+# A stopping worker hands back the deliveries it claimed but did not make: due at once.
+WEBHOOK_RELEASE = """
+UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
+WHERE lease_owner = $1 AND status = 'PENDING'
+"""
+# ... or one of them, claimed beyond what it may have in flight to its URL.
+WEBHOOK_RELEASE_ONE = """
+UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
+WHERE lease_owner = $1 AND status = 'PENDING' AND id = $3
+"""
+# Replay: by webhook-id or request id, whatever its state: due at once, with a new horizon.
+WEBHOOK_REPLAY = """
+UPDATE webhook_deliveries
+SET status = 'PENDING', next_attempt_at = $2, window_start = $2, lease_owner = NULL,
+    delivered_at = NULL
+WHERE id = $1 OR request_id = $1
+RETURNING owner, url
+"""
+WEBHOOK_OF_REQUEST = f"""
+SELECT {DELIVERY_RECORD_COLUMNS} FROM webhook_deliveries WHERE owner = $1 AND request_id = $2
+"""
+WEBHOOK_ATTEMPTS = """
+SELECT attempt, at, status_code, error FROM webhook_attempts
+WHERE request_id = $1 ORDER BY attempt
+"""
+WEBHOOK_LIST = f"""
+SELECT {DELIVERY_RECORD_COLUMNS} FROM webhook_deliveries ORDER BY created_at DESC, id LIMIT $1
+"""
+WEBHOOK_LIST_FAILED = f"""
+SELECT {DELIVERY_RECORD_COLUMNS} FROM webhook_deliveries WHERE status = 'FAILED'
+ORDER BY created_at DESC, id LIMIT $1
+"""
+
+WEBHOOK_SECRET_GET = "SELECT secret, previous, rotated_at FROM webhook_secrets WHERE owner = $1"
+WEBHOOK_SECRET_INSERT = """
+INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING
+"""
+WEBHOOK_SECRET_ROTATE = """
+UPDATE webhook_secrets SET previous = secret, secret = $2, rotated_at = $3 WHERE owner = $1
+"""

@@ -11,7 +11,16 @@ from typing import Any
 
 import orjson
 
-from chatq.domain import ClaimedJob, Job, Status, Summary
+from chatq.domain import (
+    ClaimedJob,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryRecord,
+    DeliveryStatus,
+    Job,
+    Status,
+    Summary,
+)
 
 
 def summary_values(
@@ -32,13 +41,42 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 def job_from_row(row: Any) -> Job:
     response = json.loads(row[10]) if row[10] is not None else None
-    return Job(*summary_values(row), row[8], row[9], response, row[11], row[12], bool(row[13]))
+    return Job(
+        *summary_values(row), row[8], row[9], response, row[11], row[12], bool(row[13]), row[14]
+    )
 
 
 def claimed_from_rows(rows: Any) -> list[ClaimedJob]:
     """Claim rows (queries.CLAIMED_COLUMNS), oldest first."""
     ordered = sorted(rows, key=lambda r: int(r[0]))
     return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4]), r[5], int(r[6])) for r in ordered]
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A claimed delivery (queries.DELIVERY_COLUMNS)."""
+    return Delivery(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), row[7])
+
+
+def record_from_row(row: Any, history: tuple[DeliveryAttempt, ...] = ()) -> DeliveryRecord:
+    """A delivery as shown (queries.DELIVERY_RECORD_COLUMNS), with its attempts if read."""
+    return DeliveryRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        DeliveryStatus(row[6]),
+        int(row[7]),
+        row[8],
+        row[9],
+        row[10],
+        history,
+    )
+
+
+def attempt_from_row(row: Any) -> DeliveryAttempt:
+    return DeliveryAttempt(int(row[0]), row[1], row[2], row[3])
 
 
 def dumps(value: Any) -> str:

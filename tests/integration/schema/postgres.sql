@@ -4,6 +4,7 @@ column api_keys.name text not null
 column api_keys.owner text not null
 column api_keys.revoked_at double precision
 column api_keys.secret_hash text not null
+column api_keys.webhook_url text
 column meta.name text not null
 column meta.value bytea not null
 column request_text.request_id text not null
@@ -30,9 +31,35 @@ column requests.seq bigint not null identity
 column requests.started_at double precision
 column requests.status text not null
 column requests.stream boolean not null default false
+column requests.webhook_url text
 column schema_migrations.applied_at double precision not null
 column schema_migrations.name text not null
 column schema_migrations.version integer not null
+column webhook_attempts.at double precision not null
+column webhook_attempts.attempt integer not null
+column webhook_attempts.error text
+column webhook_attempts.request_id text not null
+column webhook_attempts.status_code integer
+column webhook_deliveries.attempts integer not null default 0
+column webhook_deliveries.created_at double precision not null
+column webhook_deliveries.delivered_at double precision
+column webhook_deliveries.event_type text not null
+column webhook_deliveries.id text not null
+column webhook_deliveries.last_error text
+column webhook_deliveries.lease_owner text
+column webhook_deliveries.next_attempt_at double precision
+column webhook_deliveries.owner text not null
+column webhook_deliveries.request_id text not null
+column webhook_deliveries.status text not null
+column webhook_deliveries.url text not null
+column webhook_deliveries.window_start double precision not null
+column webhook_disabled.disabled_at double precision not null
+column webhook_disabled.owner text not null
+column webhook_disabled.url text not null
+column webhook_secrets.owner text not null
+column webhook_secrets.previous text
+column webhook_secrets.rotated_at double precision
+column webhook_secrets.secret text not null
 constraint api_keys PRIMARY KEY (id)
 constraint api_keys UNIQUE (secret_hash)
 constraint meta PRIMARY KEY (name)
@@ -41,15 +68,24 @@ constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::
 constraint requests PRIMARY KEY (seq)
 constraint requests UNIQUE (id)
 constraint schema_migrations PRIMARY KEY (version)
+constraint webhook_attempts PRIMARY KEY (request_id, attempt)
+constraint webhook_deliveries CHECK ((status = ANY (ARRAY['PENDING'::text, 'DELIVERED'::text, 'FAILED'::text])))
+constraint webhook_deliveries PRIMARY KEY (id)
+constraint webhook_deliveries UNIQUE (request_id)
+constraint webhook_disabled PRIMARY KEY (owner, url)
+constraint webhook_secrets PRIMARY KEY (owner)
 function chatq_notify_cancel
 function chatq_notify_status
 function chatq_notify_text
+function chatq_notify_webhook
 function chatq_notify_work
 index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lease_owner) WHERE ((status = 'IN_PROGRESS'::text) AND (cancel_requested_at IS NOT NULL))
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
 index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (status = 'CREATED'::text)
+index CREATE INDEX webhook_deliveries_created ON public.webhook_deliveries USING btree (created_at)
+index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'PENDING'::text)
 index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
 index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
 index CREATE UNIQUE INDEX meta_pkey ON public.meta USING btree (name)
@@ -58,7 +94,13 @@ index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)
 index CREATE UNIQUE INDEX requests_owner_idempotency ON public.requests USING btree (owner, idempotency_key) WHERE (idempotency_key IS NOT NULL)
 index CREATE UNIQUE INDEX requests_pkey ON public.requests USING btree (seq)
 index CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+index CREATE UNIQUE INDEX webhook_attempts_pkey ON public.webhook_attempts USING btree (request_id, attempt)
+index CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (id)
+index CREATE UNIQUE INDEX webhook_deliveries_request_id_key ON public.webhook_deliveries USING btree (request_id)
+index CREATE UNIQUE INDEX webhook_disabled_pkey ON public.webhook_disabled USING btree (owner, url)
+index CREATE UNIQUE INDEX webhook_secrets_pkey ON public.webhook_secrets USING btree (owner)
 trigger CREATE TRIGGER request_text_appended AFTER INSERT ON public.request_text FOR EACH ROW EXECUTE FUNCTION chatq_notify_text()
 trigger CREATE TRIGGER requests_cancel_requested AFTER UPDATE OF cancel_requested_at ON public.requests FOR EACH ROW WHEN (((old.cancel_requested_at IS NULL) AND (new.cancel_requested_at IS NOT NULL))) EXECUTE FUNCTION chatq_notify_cancel()
 trigger CREATE TRIGGER requests_status_changed AFTER UPDATE OF status, runs ON public.requests FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.runs <> new.runs))) EXECUTE FUNCTION chatq_notify_status()
 trigger CREATE TRIGGER requests_work_available AFTER INSERT OR UPDATE OF status ON public.requests FOR EACH ROW WHEN ((new.status = 'CREATED'::text)) EXECUTE FUNCTION chatq_notify_work()
+trigger CREATE TRIGGER webhook_delivery_due AFTER INSERT OR UPDATE OF status ON public.webhook_deliveries FOR EACH ROW WHEN ((new.status = 'PENDING'::text)) EXECUTE FUNCTION chatq_notify_webhook()

@@ -1,13 +1,21 @@
 -- table api_keys
-CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL ) STRICT;
+CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL , webhook_url TEXT) STRICT;
 -- table meta
 CREATE TABLE meta ( name TEXT PRIMARY KEY, value BLOB NOT NULL ) STRICT;
 -- table request_text
 CREATE TABLE request_text ( request_id TEXT NOT NULL, run INTEGER NOT NULL, start INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (request_id, run, start) ) STRICT, WITHOUT ROWID;
 -- table requests
-CREATE TABLE requests ( seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('CREATED', 'IN_PROGRESS', 'COMPLETED', 'FAILED')), request TEXT NOT NULL, request_hash TEXT NOT NULL, idempotency_key TEXT, created_at REAL NOT NULL, started_at REAL, completed_at REAL, failed_at REAL, response TEXT, error_message TEXT, deliveries INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires_at REAL , runs INTEGER NOT NULL DEFAULT 0, stream INTEGER NOT NULL DEFAULT 0, cancel_requested_at REAL) STRICT;
+CREATE TABLE requests ( seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('CREATED', 'IN_PROGRESS', 'COMPLETED', 'FAILED')), request TEXT NOT NULL, request_hash TEXT NOT NULL, idempotency_key TEXT, created_at REAL NOT NULL, started_at REAL, completed_at REAL, failed_at REAL, response TEXT, error_message TEXT, deliveries INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires_at REAL , runs INTEGER NOT NULL DEFAULT 0, stream INTEGER NOT NULL DEFAULT 0, cancel_requested_at REAL, webhook_url TEXT) STRICT;
 -- table schema_migrations
 CREATE TABLE schema_migrations ( version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL ) STRICT;
+-- table webhook_attempts
+CREATE TABLE webhook_attempts ( request_id TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER, error TEXT, PRIMARY KEY (request_id, attempt) ) STRICT, WITHOUT ROWID;
+-- table webhook_deliveries
+CREATE TABLE webhook_deliveries ( id TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, url TEXT NOT NULL, event_type TEXT NOT NULL, created_at REAL NOT NULL, status TEXT NOT NULL CHECK (status IN ('PENDING', 'DELIVERED', 'FAILED')), attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL, window_start REAL NOT NULL, lease_owner TEXT, delivered_at REAL, last_error TEXT ) STRICT;
+-- table webhook_disabled
+CREATE TABLE webhook_disabled ( owner TEXT NOT NULL, url TEXT NOT NULL, disabled_at REAL NOT NULL, PRIMARY KEY (owner, url) ) STRICT;
+-- table webhook_secrets
+CREATE TABLE webhook_secrets ( owner TEXT PRIMARY KEY, secret TEXT NOT NULL, previous TEXT, rotated_at REAL ) STRICT;
 -- index requests_cancel_requested
 CREATE INDEX requests_cancel_requested ON requests (lease_owner) WHERE status = 'IN_PROGRESS' AND cancel_requested_at IS NOT NULL;
 -- index requests_finished
@@ -20,3 +28,7 @@ CREATE UNIQUE INDEX requests_owner_idempotency ON requests (owner, idempotency_k
 CREATE INDEX requests_owner_seq ON requests (owner, seq);
 -- index requests_waiting
 CREATE INDEX requests_waiting ON requests (seq) WHERE status = 'CREATED';
+-- index webhook_deliveries_created
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+-- index webhook_deliveries_due
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';

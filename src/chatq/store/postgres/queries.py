@@ -1,6 +1,6 @@
 """The PostgreSQL dialect's own statements, under the names SQLite's use for the same verbs."""
 
-from chatq.store.queries import CLAIMED_COLUMNS, JOB_COLUMNS
+from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
 
 # Notified by triggers: work to claim (migration 0001); a status change, a piece of text,
 # a cancel to act on (migration 0002).
@@ -8,6 +8,7 @@ WORK_CHANNEL = "chatq_work"
 STATUS_CHANNEL = "chatq_status"
 TEXT_CHANNEL = "chatq_text"
 CANCEL_CHANNEL = "chatq_cancel"
+WEBHOOK_CHANNEL = "chatq_webhook"  # a delivery is due (migration 0003)
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('chatq_migrate'))"
 
 CREATE_MIGRATIONS_TABLE = """
@@ -23,10 +24,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # returned; the store then reads the row that holds the key.
 SUBMIT = f"""
 INSERT INTO requests
-    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream)
-SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
-    AS new(id, owner, model, request, request_hash, idempotency_key, stream)
+    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
+     webhook_url)
+SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
+    webhook_url
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
+    $9::text[]
+) AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
@@ -62,11 +67,47 @@ FROM requests r WHERE id = ANY($1::text[])
 # guesses 10 ids, and with that clause it re-scanned the unnest for every row (256 x 256),
 # which made a batch of 256 take 15 ms instead of 5 and held the queue drain to 0.6 of
 # pgqueuer's (test_postgres_plans.py).
+# The webhook deliveries of the completed requests are queued by the same statement (the
+# outbox, store/queries.py WEBHOOK_ENQUEUE), so in the same transaction; each id comes back
+# with whether it queued one.
 COMPLETE_MANY = """
-UPDATE requests AS r
-SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
-    lease_expires_at = NULL
-FROM unnest($2::text[], $3::text[]) AS done(id, response)
-WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
-RETURNING r.id
+WITH finished AS (
+    UPDATE requests AS r
+    SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM unnest($2::text[], $3::text[]) AS done(id, response)
+    WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
+    RETURNING r.id, r.owner, r.webhook_url
+), queued AS (
+    INSERT INTO webhook_deliveries
+        (id, request_id, owner, url, event_type, created_at, status, attempts,
+         next_attempt_at, window_start)
+    SELECT 'msg_' || replace(id, '-', ''), id, owner, webhook_url,
+           'async_chat_completion.completed', $1, 'PENDING', 0, $1, $1
+    FROM finished WHERE webhook_url IS NOT NULL
+    ON CONFLICT (id) DO NOTHING
+)
+SELECT id, webhook_url IS NOT NULL FROM finished
+"""
+
+# Due deliveries, oldest due first, but none of an owner in $5 (owners this worker already
+# has as many deliveries in flight for as it allows). SKIP LOCKED: workers take disjoint
+# batches.
+CLAIM_DELIVERIES = f"""
+WITH picked AS (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'PENDING' AND next_attempt_at <= $1 AND NOT (owner = ANY($5::text[]))
+    ORDER BY next_attempt_at LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries AS d SET lease_owner = $2, next_attempt_at = $3
+WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND d.status = 'PENDING'
+RETURNING {DELIVERY_COLUMNS}
+"""
+
+# A batch of creates that named their webhook_url set it again: enabled if a 410 disabled it.
+WEBHOOK_ENABLE_MANY = """
+DELETE FROM webhook_disabled AS w
+USING unnest($1::text[], $2::text[]) AS named(owner, url)
+WHERE w.owner = named.owner AND w.url = named.url
 """

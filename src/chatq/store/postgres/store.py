@@ -51,6 +51,7 @@ async def _leave_session_as_is(_: asyncpg.Connection) -> None:
 
 class PostgresStore(SqlStore):
     CLAIM = q.CLAIM
+    CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
@@ -67,6 +68,7 @@ class PostgresStore(SqlStore):
             q.CANCEL_CHANNEL: self._on_cancel,
             q.STATUS_CHANNEL: self._on_status,
             q.TEXT_CHANNEL: self._on_text,
+            q.WEBHOOK_CHANNEL: self._on_webhook,
         }
 
     @classmethod
@@ -163,8 +165,14 @@ class PostgresStore(SqlStore):
             [n.idempotency_key for n in news],
         )
         streams = [n.stream for n in news]
+        hooks = [n.webhook_url for n in news]
+        named = [n for n in news if n.webhook_named]
         async with self._connection() as conn:
-            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams)
+            if named:  # named again: URLs that a 410 disabled are enabled again
+                await conn.execute(
+                    q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
+                )
+            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks)
             inserted = {job.id: job for job in map(job_from_row, rows)}
             outcomes: list[SubmitOutcome] = []
             for new in news:
@@ -187,6 +195,7 @@ class PostgresStore(SqlStore):
         ids = [request_id for request_id, _ in results]
         bodies = [dumps(response) for _, response in results]
         rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
+        self._queued(sum(1 for r in rows if r[1]))
         return {str(r[0]) for r in rows}
 
     def _ensure_listening(self, topic: Topic) -> None:
@@ -244,6 +253,8 @@ class PostgresStore(SqlStore):
             self._work.set()
         if q.CANCEL_CHANNEL in new:
             self._cancels.set()
+        if q.WEBHOOK_CHANNEL in new:
+            self._deliveries.set()
         if q.STATUS_CHANNEL in new:
             for request_id in self._feed.watched():
                 self._feed.publish(Change(request_id))
@@ -253,6 +264,9 @@ class PostgresStore(SqlStore):
 
     def _on_cancel(self, *_: object) -> None:
         self._cancels.set()
+
+    def _on_webhook(self, *_: object) -> None:
+        self._deliveries.set()
 
     def _on_status(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         request_id, status, runs = str(payload).split(" ")
@@ -273,6 +287,7 @@ _TOPICS: dict[Topic, frozenset[str]] = {
     "work": frozenset({q.WORK_CHANNEL}),
     "cancels": frozenset({q.CANCEL_CHANNEL}),
     "changes": frozenset({q.STATUS_CHANNEL, q.TEXT_CHANNEL}),
+    "webhooks": frozenset({q.WEBHOOK_CHANNEL}),
 }
 
 

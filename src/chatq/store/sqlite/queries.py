@@ -4,7 +4,7 @@ Placeholders are written $1 like the shared statements (store/queries.py); the s
 them as SQLite's ?1.
 """
 
-from chatq.store.queries import CLAIMED_COLUMNS, JOB_COLUMNS
+from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -18,8 +18,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # all in one transaction (SQLite has no unnest to take a batch in one statement).
 SUBMIT = f"""
 INSERT INTO requests
-    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8)
+    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
+     webhook_url)
+VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
@@ -50,4 +51,17 @@ UPDATE requests
 SET status = 'COMPLETED', completed_at = $1, response = $2, lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id = $3 AND status = 'IN_PROGRESS' AND lease_owner = $4
+"""
+
+# Due deliveries, oldest due first, but none of an owner in $5 (a JSON array: owners this
+# worker already has as many deliveries in flight for as it allows); one writer at a time.
+CLAIM_DELIVERIES = f"""
+UPDATE webhook_deliveries SET lease_owner = $2, next_attempt_at = $3
+WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'PENDING' AND next_attempt_at <= $1
+        AND owner NOT IN (SELECT value FROM json_each($5))
+    ORDER BY next_attempt_at LIMIT $4
+)
+RETURNING {DELIVERY_COLUMNS}
 """

@@ -83,6 +83,7 @@ def _run(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> sqlite3.Cur
 
 class SqliteStore(SqlStore):
     CLAIM = q.CLAIM
+    CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
@@ -173,11 +174,13 @@ class SqliteStore(SqlStore):
         if not results:
             return set()
         now = self._clock()
-        counts = await self._execute_all(
+        *counts, queued = await self._execute_all(
             [(q.COMPLETE_MANY, (now, dumps(body), i, worker_id)) for i, body in results]
+            + [(shared.WEBHOOK_ENQUEUE, (now,))]  # the outbox, in the same transaction
         )
         done = {i for (i, _), count in zip(results, counts, strict=True) if count == 1}
         self._announce(*(Change(i, Status.COMPLETED) for i in done))
+        self._queued(queued)
         return done
 
 
@@ -192,7 +195,10 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         new.idempotency_key,
         now,
         new.stream,
+        new.webhook_url,
     )
+    if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
+        _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
     row = _run(conn, q.SUBMIT, params).fetchone()
     if row is not None:
         return job_from_row(row), True
