@@ -85,6 +85,32 @@ class WorkerSettings(_Strict):
     )
 
 
+class WebhookSettings(_Strict):
+    allow_private_networks: bool = Field(
+        default=False,
+        description="deliver webhooks to loopback, private, link-local and other non-public "
+        "addresses too (cloud metadata addresses stay refused)",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="an attempt that has no answer within this long failed"
+    )
+    horizon_s: float = Field(
+        default=86_400.0, gt=0, description="retries of a delivery stop this long after its event"
+    )
+    backoff_base_s: float = Field(default=1.0, ge=0, description="first retry within this long")
+    backoff_max_s: float = Field(default=3600.0, ge=0, description="longest wait between tries")
+    concurrency: int = Field(default=64, ge=1, description="deliveries in flight per worker")
+    per_owner_concurrency: int = Field(
+        default=8, ge=1, description="deliveries in flight per worker for any one owner"
+    )
+    signature_overlap_s: float = Field(
+        default=86_400.0, ge=0, description="after a rotation, the old secret signs too this long"
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="idle look for due deliveries (a new one wakes at once)"
+    )
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -110,6 +136,7 @@ class Settings(_Strict):
         default=None, description="TOML config file: [[backends]], [worker] and these settings"
     )
     worker: WorkerSettings = WorkerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     backends: tuple[BackendConfig, ...] = ()
 
     @field_validator("log_level")
@@ -134,7 +161,7 @@ class Settings(_Strict):
 
 
 # The commands an option belongs to.
-EVERY = frozenset({"serve", "api", "worker", "migrate", "keys"})
+EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks"})
 HTTP = frozenset({"serve", "api"})
 WORKER = frozenset({"serve", "worker"})
 
@@ -169,6 +196,13 @@ OPTIONS = (
     Option("port", "CHATQ_PORT", "port", HTTP, int),
     Option("access-log", "CHATQ_ACCESS_LOG", "access_log", HTTP, None),
     Option("concurrency", "CHATQ_WORKER_CONCURRENCY", "worker.concurrency", WORKER, int),
+    Option(
+        "webhooks-allow-private-networks",
+        "CHATQ_WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+        "webhooks.allow_private_networks",
+        WORKER,
+        None,
+    ),
 )
 
 

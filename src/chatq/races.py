@@ -1,4 +1,5 @@
-"""Work raced against an interruption: whichever ends first, the other is cancelled."""
+"""Work raced against an interruption: whichever ends first, the other is cancelled; and
+waiting for the first of several events."""
 
 from __future__ import annotations
 
@@ -24,3 +25,18 @@ async def unless(work: Awaitable[T], interruption: Awaitable[object]) -> asyncio
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return task
+
+
+async def first_of(
+    *events: asyncio.Event | asyncio.Task[None], timeout: float | None = None
+) -> None:
+    """Wait until any event is set or task is done, or the timeout passes."""
+    waiters = [
+        asyncio.ensure_future(e.wait()) if isinstance(e, asyncio.Event) else e for e in events
+    ]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter, source in zip(waiters, events, strict=True):
+            if isinstance(source, asyncio.Event):
+                waiter.cancel()

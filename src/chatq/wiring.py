@@ -89,7 +89,7 @@ def _worker_lifespan(store: Store, table: ModelTable, settings: Settings) -> Lif
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with backend_pool(table) as backends:
             stop = asyncio.Event()
-            worker = Worker(store, backends, settings.worker)
+            worker = Worker(store, backends, settings.worker, webhooks=settings.webhooks)
             task = asyncio.create_task(worker.run(stop), name="chatq-worker")
             try:
                 yield
@@ -117,7 +117,7 @@ async def work(settings: Settings, announce: Announce) -> None:
         backend_pool(table) as backends,
     ):
         _log_start("worker", settings, table)
-        worker = Worker(store, backends, settings.worker)
+        worker = Worker(store, backends, settings.worker, webhooks=settings.webhooks)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,10 +20,10 @@ from chatq.api.models import (
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
 )
-from chatq.api.objects import full_object, summary
 from chatq.api.pagination import InvalidToken
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
 from chatq.api.waiting import MAX_WAIT_S, preferred_wait, unless_disconnected, until_finished
+from chatq.objects import full_object, summary
 
 # The two path families, and what their operation ids end with in the OpenAPI document.
 FAMILIES = {"/async/chat/completions": "", "/v1/async/sonar": "_sonar"}

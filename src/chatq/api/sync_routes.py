@@ -21,11 +21,11 @@ from chatq.api.bodies import chat_body, json_body
 from chatq.api.errors import ApiError, error_response, error_responses, sse_event_schema
 from chatq.api.events import BEFORE_ALL, events_of
 from chatq.api.models import CompletionResponse
-from chatq.api.objects import full_object, summary
 from chatq.api.routes import VALIDATION_ERROR
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
 from chatq.api.waiting import unless_disconnected, until_finished
 from chatq.domain import Job, Status
+from chatq.objects import full_object, summary
 
 REQUEST_ID_HEADER = "X-Request-Id"
 CHAT_BODY = {

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 from chatq.backends.base import PermanentError, TransientError
 from chatq.backends.pool import BackendPool
-from chatq.config import WorkerSettings
+from chatq.config import WebhookSettings, WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
+from chatq.races import first_of
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
 from chatq.worker.text import StreamedText, TextCheckpoints
+from chatq.worker.webhooks import Deliverer
 
 log = logging.getLogger("chatq.worker")
 
@@ -41,6 +43,7 @@ class Worker:
         backends: BackendPool,
         settings: WorkerSettings,
         clock: Callable[[], float] = time.time,
+        webhooks: WebhookSettings | None = None,
     ) -> None:
         self.store = store
         self.backends = backends
@@ -59,6 +62,8 @@ class Worker:
         # (one complete_many, one transaction): a burst of N costs a few round trips, not N.
         self._completions = GroupCommit(self._complete_batch, _MAX_COMPLETIONS_PER_BATCH)
         self._texts = TextCheckpoints(store, self.id, settings.text_flush_s)
+        # Webhook deliveries run beside the jobs, on a concurrency budget of their own.
+        self.deliverer = Deliverer(store, webhooks or WebhookSettings(), self.id, clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
@@ -69,12 +74,14 @@ class Worker:
             asyncio.create_task(self._watch_cancels(finished), name="chatq-worker-cancels"),
             asyncio.create_task(self._texts.run(finished), name="chatq-worker-text"),
         ]
+        deliveries = asyncio.create_task(self.deliverer.run(stop), name="chatq-worker-webhooks")
         try:
             await self._claim_loop(stop)
         finally:
             await self._drain()
             with contextlib.suppress(Exception):
                 await self._completions.drain()
+            await asyncio.gather(deliveries, return_exceptions=True)
             finished.set()
             for helper in helpers:
                 helper.cancel()
@@ -86,14 +93,14 @@ class Worker:
         while not stop.is_set():
             free = s.concurrency - len(self._calling)
             if free <= 0:
-                await _first_of(stop, self._slot_freed, timeout=s.poll_interval_s)
+                await first_of(stop, self._slot_freed, timeout=s.poll_interval_s)
                 self._slot_freed.clear()
                 continue
             try:
                 jobs = await self.store.claim(self.id, free, s.lease_s)
             except Exception:
                 log.exception("claim failed; retrying in %.1fs", s.poll_interval_s)
-                await _first_of(stop, timeout=s.poll_interval_s)
+                await first_of(stop, timeout=s.poll_interval_s)
                 continue
             for job in jobs:
                 task = asyncio.create_task(self._execute(job), name=f"chatq-job-{job.id}")
@@ -102,7 +109,7 @@ class Worker:
                 task.add_done_callback(functools.partial(self._finished, job.id))
             if not jobs:
                 wake = asyncio.create_task(self.store.wait_for_work(s.poll_interval_s))
-                await _first_of(stop, wake)
+                await first_of(stop, wake)
                 wake.cancel()
 
     def _finished(self, job_id: str, _: asyncio.Task[None]) -> None:
@@ -266,7 +273,7 @@ class Worker:
                     next_purge = self.clock() + _PURGE_EVERY_S
             except Exception:
                 log.exception("lease upkeep failed; trying again in %.1fs", every)
-            await _first_of(stop, timeout=every)
+            await first_of(stop, timeout=every)
         # Until the drain ends, in-flight jobs still need their leases.
         while self._running:
             with contextlib.suppress(Exception):
@@ -304,18 +311,3 @@ def _task() -> asyncio.Task[object]:
     task = asyncio.current_task()
     assert task is not None, "jobs run in tasks"
     return task
-
-
-async def _first_of(
-    *events: asyncio.Event | asyncio.Task[None], timeout: float | None = None
-) -> None:
-    """Wait until any event is set or task is done, or the timeout passes."""
-    waiters = [
-        asyncio.ensure_future(e.wait()) if isinstance(e, asyncio.Event) else e for e in events
-    ]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter, source in zip(waiters, events, strict=True):
-            if isinstance(source, asyncio.Event):
-                waiter.cancel()

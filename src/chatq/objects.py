@@ -1,5 +1,5 @@
-"""Requests as the API shows them: the summary that lists show, the full object that GET
-returns (Perplexity's AsyncApiChatCompletionsResponse)."""
+"""Requests as clients see them: the summary that lists show, the full object that GET
+returns (Perplexity's AsyncApiChatCompletionsResponse) and webhooks carry."""
 
 from __future__ import annotations
 
