@@ -1,4 +1,5 @@
-"""The command line: chatq serve | api | worker | migrate | keys create|list|revoke."""
+"""The command line: chatq serve | api | worker | migrate | keys create|list|update|revoke |
+webhooks secret|deliveries|replay."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from chatq.store import (
     UnsupportedDatabase,
     open_store,
 )
+from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
 from chatq.wiring import serve, work
 
 # Commands that may create the database; the others refuse a SQLite file that is not there,
@@ -35,10 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, help_: str, parent: argparse._SubParsersAction[argparse.ArgumentParser]
+        name: str,
+        help_: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        group: str | None = None,
     ) -> argparse.ArgumentParser:
+        """A subcommand with the OPTIONS of its group (by default, its own name)."""
         sub = parent.add_parser(name, help=help_, description=help_)
-        group = "keys" if parent is not commands else name
+        group = group or name
         for option in OPTIONS:
             if group in option.commands:
                 extra: dict[str, object] = (
@@ -61,12 +67,45 @@ def _parser() -> argparse.ArgumentParser:
     command("migrate", "apply pending database migrations", commands)
     keys = commands.add_parser("keys", help="manage API keys", description="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = command("create", "create a key; its secret is printed once, last", key_commands)
+    create = command(
+        "create", "create a key; its secret is printed once, last", key_commands, "keys"
+    )
     create.add_argument("name", help="a name for the key; also its owner unless --owner")
     create.add_argument("--owner", help="owner whose requests the key sees (default: NAME)")
-    command("list", "list keys (never their secrets)", key_commands)
-    revoke = command("revoke", "revoke a key by id", key_commands)
+    create.add_argument(
+        "--webhook", metavar="URL", help="default webhook of the requests made with this key"
+    )
+    command("list", "list keys (never their secrets)", key_commands, "keys")
+    update = command("update", "change a key's default webhook", key_commands, "keys")
+    update.add_argument("key", help="the key's id (from 'chatq keys list') or name")
+    hook = update.add_mutually_exclusive_group(required=True)
+    hook.add_argument("--webhook", metavar="URL", help="the new default webhook")
+    hook.add_argument("--no-webhook", action="store_true", help="no default webhook from now on")
+    revoke = command("revoke", "revoke a key by id", key_commands, "keys")
     revoke.add_argument("key_id", help="the id shown by 'chatq keys list'")
+
+    hooks = commands.add_parser(
+        "webhooks",
+        help="webhook secrets and deliveries",
+        description="webhook secrets and deliveries",
+    )
+    hook_commands = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    secret = command(
+        "secret", "print an owner's signing secret (made on first use)", hook_commands, "webhooks"
+    )
+    secret.add_argument("owner", help="the owner (a key's owner: see 'chatq keys list')")
+    secret.add_argument(
+        "--rotate",
+        action="store_true",
+        help="start a new secret; the old one also signs for [webhooks] signature_overlap_s",
+    )
+    deliveries = command(
+        "deliveries", "list webhook deliveries, newest first", hook_commands, "webhooks"
+    )
+    deliveries.add_argument("--failed", action="store_true", help="only those given up")
+    deliveries.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    replay = command("replay", "deliver an event again, now", hook_commands, "webhooks")
+    replay.add_argument("id", help="the webhook-id (msg_...) or the request id")
     return parser
 
 
@@ -113,16 +152,41 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "migrate":
             _say(f"applied: {', '.join(applied)}" if applied else "already up to date")
             return 0
+        if args.command == "webhooks":
+            return await _webhooks(args, store)
         return await _keys(args, store)
     finally:
         await store.close()
 
 
+def _webhook_url(url: str) -> str | None:
+    """url if chatq accepts it as a webhook; else None, having said why."""
+    try:
+        return check_webhook_url(url)
+    except InvalidWebhookUrl as exc:
+        print(f"chatq: {exc}", file=sys.stderr)
+        return None
+
+
 async def _keys(args: argparse.Namespace, store: Store) -> int:
     if args.keys_command == "create":
-        key, secret = await create_key(store, args.name, args.owner)
+        webhook: str | None = None
+        if args.webhook is not None and (webhook := _webhook_url(args.webhook)) is None:
+            return 2
+        key, secret = await create_key(store, args.name, args.owner, webhook)
         _say(f"created key {key.id} ({key.name}, owner {key.owner}); the secret is shown once:")
         _say(secret)
+        return 0
+    if args.keys_command == "update":
+        url: str | None = None
+        if args.webhook is not None and (url := _webhook_url(args.webhook)) is None:
+            return 2
+        updated = await store.set_key_webhook(args.key, url)
+        if not updated:
+            print(f"chatq: no active key with id or name {args.key!r}", file=sys.stderr)
+            return 1
+        what = f"webhook {url}" if url else "no webhook"
+        _say(f"updated {updated} key(s) ({args.key}): {what}")
         return 0
     if args.keys_command == "list":
         keys = await store.list_keys()
@@ -130,14 +194,45 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
             _say("no keys yet: make one with 'chatq keys create NAME'")
         for key in keys:
             state = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
+            hook = f"  webhook={key.webhook_url}" if key.webhook_url else ""
             _say(
-                f"{key.id}  {key.name}  owner={key.owner}  created {_when(key.created_at)}  {state}"
+                f"{key.id}  {key.name}  owner={key.owner}  created {_when(key.created_at)}  "
+                f"{state}{hook}"
             )
         return 0
     if await store.revoke_key(args.key_id):
         _say(f"revoked {args.key_id}")
         return 0
     print(f"chatq: no active key with id {args.key_id!r}", file=sys.stderr)
+    return 1
+
+
+async def _webhooks(args: argparse.Namespace, store: Store) -> int:
+    if args.webhooks_command == "secret":
+        if args.rotate:
+            rotated = await store.rotate_webhook_secret(args.owner)
+            _say(f"rotated the signing secret of {args.owner}; the new one:")
+            _say(rotated.current)
+        else:
+            _say((await store.webhook_secrets(args.owner)).current)
+        return 0
+    if args.webhooks_command == "deliveries":
+        found = await store.list_deliveries(args.failed, max(1, args.limit))
+        if not found:
+            _say("no failed deliveries" if args.failed else "no deliveries yet")
+        for d in found:
+            next_try = f"  next try {_when(d.next_attempt_at)}" if d.next_attempt_at else ""
+            error = f"  last error: {d.last_error}" if d.last_error else ""
+            _say(
+                f"{d.id}  request {d.request_id}  owner={d.owner}  {d.status.value}  "
+                f"{d.attempts} attempt(s)  {d.event_type}  {_when(d.created_at)}  "
+                f"{d.url}{next_try}{error}"
+            )
+        return 0
+    if await store.replay_delivery(args.id):
+        _say(f"replaying {args.id}: due now")
+        return 0
+    print(f"chatq: no webhook delivery with id or request id {args.id!r}", file=sys.stderr)
     return 1
 
 

@@ -42,13 +42,17 @@ BACKENDS: list[dict[str, object]] = [
 ]
 
 
-def write_config(path: Path, upstream_url: str, **worker: float) -> Path:
+def write_config(
+    path: Path, upstream_url: str, webhooks: dict[str, object] | None = None, **worker: float
+) -> Path:
     """A config routing fake-model and sonar* to the fake upstream, echo to echo, smollm2 to
-    the local model; WORKER_DEFAULTS, and the worker settings given, in its [worker]."""
+    the local model; WORKER_DEFAULTS, and the worker settings given, in its [worker]; the
+    webhooks settings given in its [webhooks]."""
     top: dict[str, object] = {"max_request_bytes": MAX_REQUEST_BYTES, "key_cache_s": KEY_CACHE_S}
     tables: list[tuple[str, dict[str, object]]] = [
         ("", top),
         ("[worker]", {**WORKER_DEFAULTS, **worker}),
+        ("[webhooks]", webhooks or {}),
         ("[[backends]]", {**BACKENDS[0], "base_url": upstream_url}),
         *(("[[backends]]", backend) for backend in BACKENDS[1:]),
     ]

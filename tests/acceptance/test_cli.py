@@ -15,7 +15,19 @@ from tests.harness import ChatqServer, chatq_env, run_cli
 
 
 @pytest.mark.parametrize(
-    "command", [["serve"], ["api"], ["worker"], ["migrate"], ["keys", "create"], ["keys", "list"]]
+    "command",
+    [
+        ["serve"],
+        ["api"],
+        ["worker"],
+        ["migrate"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "update"],
+        ["webhooks", "secret"],
+        ["webhooks", "deliveries"],
+        ["webhooks", "replay"],
+    ],
 )
 def test_every_flag_names_its_env_twin(command: list[str]) -> None:
     done = run_cli(*command, "--help")

@@ -45,6 +45,12 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         pattern=NO_NUL,
         description="Replays with the same key and request return the same object.",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        description="chatq POSTs the signed async_chat_completion.completed or .failed event "
+        "here when the request ends (default: the API key's webhook, if it has one). An http "
+        "or https URL; anything else is a 400 invalid_webhook_url.",
+    )
 
 
 class AsyncProcessingStatus(enum.StrEnum):
@@ -132,3 +138,35 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class WebhookAttempt(BaseModel):
+    attempt: int = Field(description="1 for the first attempt, and so on.")
+    at: int = Field(description="Unix timestamp of the attempt.")
+    status_code: int | None = Field(None, description="The receiver's HTTP status, if it answered.")
+    error: str | None = Field(None, description="What went wrong, if anything.")
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    """WAITING: the request has not finished yet; PENDING: to be tried (again) at
+    next_attempt_at; DELIVERED: a 2xx was received; FAILED: given up."""
+
+    WAITING = "WAITING"
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class WebhookDelivery(BaseModel):
+    id: str | None = Field(description="The webhook-id header of every attempt (msg_...).")
+    request_id: str
+    url: str
+    event_type: str | None = Field(
+        description="async_chat_completion.completed or async_chat_completion.failed."
+    )
+    status: WebhookDeliveryStatus
+    created_at: int | None = Field(description="Unix timestamp of the event.")
+    delivered_at: int | None = None
+    next_attempt_at: int | None = Field(None, description="Unix timestamp of the next try.")
+    last_error: str | None = None
+    attempts: list[WebhookAttempt]

@@ -23,6 +23,7 @@ from chatq.api.models import (
 from chatq.api.pagination import InvalidToken
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
 from chatq.api.waiting import MAX_WAIT_S, preferred_wait, unless_disconnected, until_finished
+from chatq.api.webhooks import WebhookDelivery, request_webhook
 from chatq.objects import full_object, summary
 
 # The two path families, and what their operation ids end with in the OpenAPI document.
@@ -184,13 +185,27 @@ def async_routes(prefix: str) -> APIRouter:
         responses={**EVENTS_RESPONSE, **error_responses(400, 401, 404)},
         openapi_extra={**SECURED, "parameters": [LAST_EVENT_ID_HEADER]},
     )
+    route(
+        "GET",
+        "/{api_request}/webhook",
+        request_webhook,
+        "get_async_chat_completion_webhook",
+        summary="Get Async Chat Completion Webhook",
+        description="The request's webhook delivery: its state, the next try, and every "
+        "attempt with the receiver's status code or what went wrong. 404 if the request has "
+        "no webhook.",
+        response_model=WebhookDelivery,
+        responses=error_responses(401, 404),
+    )
     return router
 
 
 async def create(caller: Authenticated, http: Request) -> JSONResponse:
     body = await create_body(http)
     key = idempotency_key(http, body.idempotency_key)
-    job = await submit(caller.ctx, caller.owner, body.request, key)
+    job = await submit(
+        caller.ctx, caller.owner, body.request, key, body.webhook_url, caller.webhook_url
+    )
     wait = preferred_wait(http.headers.get("prefer"))
     if wait is not None and not job.finished:
         connected, waited = await unless_disconnected(

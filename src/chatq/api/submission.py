@@ -10,6 +10,7 @@ from chatq.api.errors import ApiError, has_non_finite
 from chatq.api.models import MAX_IDEMPOTENCY_KEY, ApiChatCompletionsRequest
 from chatq.domain import Job, NewRequest
 from chatq.store import IdempotencyConflict, UnstorableRequest
+from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
 
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key",
@@ -21,10 +22,21 @@ IDEMPOTENCY_HEADER = {
 
 
 async def submit(
-    ctx: ApiContext, owner: str, request: ApiChatCompletionsRequest, key: str | None
+    ctx: ApiContext,
+    owner: str,
+    request: ApiChatCompletionsRequest,
+    key: str | None,
+    webhook_url: str | None = None,
+    key_webhook: str | None = None,
 ) -> Job:
     """Store a request durably (its model must be served); the stored request, or the
-    existing one that a replayed idempotency key names."""
+    existing one that a replayed idempotency key names. Its webhook is webhook_url, else
+    the key's default."""
+    if webhook_url is not None:
+        try:
+            check_webhook_url(webhook_url)
+        except InvalidWebhookUrl as exc:
+            raise ApiError(400, str(exc), "invalid_webhook_url") from None
     if ctx.models.route(request.model) is None:
         served = ", ".join(ctx.models.models())
         raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
@@ -32,7 +44,14 @@ async def submit(
     if has_non_finite(stored):
         raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
     try:
-        job, _created = await ctx.store.submit(NewRequest.create(owner, stored, key))
+        new = NewRequest.create(
+            owner,
+            stored,
+            key,
+            webhook_url=webhook_url if webhook_url is not None else key_webhook,
+            webhook_named=webhook_url is not None,
+        )
+        job, _created = await ctx.store.submit(new)
     except IdempotencyConflict as exc:
         raise ApiError(
             409,

@@ -41,7 +41,7 @@ sync_routes = APIRouter(tags=["chat completions"])
 async def chat_completion(caller: Authenticated, http: Request) -> Response:
     request = chat_body(await json_body(http))
     key = idempotency_key(http)
-    job = await submit(caller.ctx, caller.owner, request, key)
+    job = await submit(caller.ctx, caller.owner, request, key, key_webhook=caller.webhook_url)
     headers = {REQUEST_ID_HEADER: job.id}
     if request.stream:
         # Perplexity's route streams as Perplexity does by default (stream_mode "full"): each
