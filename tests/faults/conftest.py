@@ -34,6 +34,11 @@ class Deployment:
         # them), in this process: two interpreter starts fewer for every test.
         self.key = asyncio.run(_migrate_and_create_key(url, "faults"))
         self.processes: list[ChatqServer] = []
+        self.env = dict(ENV)  # the environment of the processes started from now on
+
+    def new_key(self, owner: str) -> str:
+        """A key for another owner."""
+        return asyncio.run(_migrate_and_create_key(self.url, owner))
 
     def start(self, command: str, *args: str) -> ChatqServer:
         (process,) = self.start_together([command, *args])
@@ -51,7 +56,7 @@ class Deployment:
                 str(self.config),
                 *args,
                 command=command,
-                env=ENV,
+                env=self.env,
             )
             for command, *args in commands
         ]
