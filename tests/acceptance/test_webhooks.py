@@ -129,7 +129,10 @@ def test_the_sdk_sets_webhook_url_and_the_event_verifies(
             request={"model": "echo", "messages": [{"role": "user", "content": "ping"}]},
             extra_body={"webhook_url": receiver.url(path)},
         )
-    (post,) = posts(receiver, path)
+        (post,) = posts(receiver, path)
+        # The attempts route through the SDK's own client, as for any route it lacks.
+        seen = client.get(f"{SONAR}/{created.id}/webhook", cast_to=object)
+        assert isinstance(seen, dict) and seen["id"] == post.webhook_id
     secret = owner.secret()
     assert Webhook(secret).verify(post.body, post.headers) == post.event
     assert post.webhook_id == "msg_" + created.id.replace("-", "")

@@ -2,7 +2,8 @@
 
 It records every POST as it arrives (path, headers, body, the status it answers) and
 answers 200 unless told
-otherwise, per path: scripted statuses used once each, a share of random 500s, or hanging.
+otherwise, per path: scripted statuses used once each, a share of random 500s, a latency,
+or hanging.
 It can be taken down (the port refuses connections) and brought up again on the same port.
 """
 
@@ -46,6 +47,7 @@ class _Behaviour:
     script: deque[int]
     fail_ratio: float = 0.0
     hang_s: float = 0.0
+    latency_s: float = 0.0
 
 
 class Receiver:
@@ -96,6 +98,11 @@ class Receiver:
         """Answer 500 to this share of POSTs to path, at random (seeded)."""
         with self._lock:
             self._behaviour(path).fail_ratio = fail_ratio
+
+    def slow(self, path: str, seconds: float) -> None:
+        """Take this long to answer POSTs to path (recorded with the status they get)."""
+        with self._lock:
+            self._behaviour(path).latency_s = seconds
 
     def hang(self, path: str, seconds: float) -> None:
         """Hold POSTs to path this long (or until stop) before answering."""
@@ -148,6 +155,7 @@ class Receiver:
             if status == 200 and self._rand.random() < behaviour.fail_ratio:
                 status = 500
             hang_s = behaviour.hang_s
+            latency_s = behaviour.latency_s
             held = 0 if hang_s else status
             self.received.append(
                 Received(path, {k.lower(): v for k, v in request.headers.items()}, body, held)
@@ -159,6 +167,8 @@ class Receiver:
                     await asyncio.wait_for(self._release.wait(), hang_s)
             finally:
                 self.hanging -= 1
+        if latency_s:
+            await asyncio.sleep(latency_s)
         return web.Response(status=status)
 
 

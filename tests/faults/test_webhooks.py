@@ -3,8 +3,8 @@
 is killed with SIGKILL, a process killed between the terminal commit and the delivery, and
 a receiver that hangs while other owners' deliveries go on.
 
-Counts are scaled for 2 cores (issue 13 names 2,000 requests for the first test; these run
-REQUESTS, so that each test stays within about a minute)."""
+The first test runs issue 13's 2,000 requests: about 50 s a dialect on 2 cores, 20 s of it
+the outage."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tests.faults.conftest import Deployment
 from tests.harness import database_url, run_cli
 from tests.waiting import eventually
 
-REQUESTS = 400
+REQUESTS = 2000
 DOWN_S = 20.0
 WEBHOOKS: dict[str, object] = {
     "backoff_base_s": 0.2,
@@ -96,6 +96,9 @@ def test_a_flaky_receiver_a_20s_outage_and_a_killed_worker_lose_no_event(
 ) -> None:
     path = "/flaky"
     receiver.flaky(path, 0.3)
+    # Answers take a moment, so the kill finds attempts that the receiver has answered and
+    # the worker has not recorded: those are delivered again (counted as duplicates).
+    receiver.slow(path, 0.05)
     api, doomed, _survivor = hooked.start_together(["api"], ["worker"], ["worker"])
     with api.client(hooked.key) as client:
         first = submit_all(client, receiver.url(path), [f"a{i}" for i in range(REQUESTS // 2)])
