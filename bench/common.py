@@ -335,15 +335,18 @@ def with_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def preload(url: str, requests: Iterable[JSON], at_once: int = 100) -> None:
+def preload(
+    url: str, requests: Iterable[JSON], at_once: int = 100, webhook_url: str | None = None
+) -> None:
     """Migrate, then submit each request for OWNER through the store's own verb, at_once at a
-    time, as the API would (no idempotency key)."""
+    time, as the API would (no idempotency key; with webhook_url, each has that webhook)."""
 
     async def work(store: Store) -> None:
         await store.migrate()
         pending = iter(requests)
         while group := list(itertools.islice(pending, at_once)):
-            await asyncio.gather(*(store.submit(NewRequest.create(OWNER, r)) for r in group))
+            new = [NewRequest.create(OWNER, r, webhook_url=webhook_url) for r in group]
+            await asyncio.gather(*(store.submit(n) for n in new))
 
     with_store(url, work)
 
