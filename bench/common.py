@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -317,6 +318,11 @@ def table(*headers: str) -> None:
     """Print a Markdown table's header."""
     row(*headers)
     row(*["---"] * len(headers))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (1 to 99) of values."""
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 # ---- the database, through the store

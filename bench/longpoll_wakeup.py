@@ -47,6 +47,7 @@ from common import (
     chatq_worker,
     client_stack,
     database_with_key,
+    percentile,
     row,
     script_server,
     server_stack,
@@ -127,10 +128,6 @@ def run_once(store: str, requests: int, delay_s: float, gap_s: float) -> Sample:
         wakeups.append((w.arrived - done) * 1000)
         gets.append(w.get_ms)
     return Sample(wakeups, gets, left_out, stacks)
-
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main() -> int:

@@ -40,6 +40,7 @@ from common import (
     chatq_server,
     chatq_worker,
     database_with_key,
+    percentile,
     row,
     script_server,
     server_stack,
@@ -132,10 +133,6 @@ def run_once(store: str, pairs: int, delay_s: float) -> Sample:
         stages = {stage: [times[i] for times in each] for i, stage in enumerate(STAGES)}
         stack_line = f"{store}: server {server_stack(server.pid)}; client httpx"
         return Sample([c.ms for c in ours], [c.ms for c in theirs], stages, stack_line)
-
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ from common import (
     arguments,
     chatq_server,
     database_with_key,
+    percentile,
     process,
     row,
     summaries,
@@ -63,10 +64,6 @@ def run_once(store: str, requests: int, gap_s: float) -> tuple[list[float], list
         return found, round_trips
 
 
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
 def main() -> int:
     parser = arguments(__doc__, "1 run of 5 requests: a smoke test")
     parser.add_argument("--requests", type=int, default=50)
@@ -75,9 +72,9 @@ def main() -> int:
     table("store", "wake-up p50 ms", "wake-up p99 ms", "submit round trip p50 ms", "ratio p50")
     for store in args.stores:
         samples = [run_once(store, requests, gap_s=0.1) for _ in range(runs)]
-        p50 = statistics.median(p(s[0], 50) for s in samples)
-        p99 = statistics.median(p(s[0], 99) for s in samples)
-        trip = statistics.median(p(s[1], 50) for s in samples)
+        p50 = statistics.median(percentile(s[0], 50) for s in samples)
+        p99 = statistics.median(percentile(s[0], 99) for s in samples)
+        trip = statistics.median(percentile(s[1], 50) for s in samples)
         row(store, f"{p50:.2f}", f"{p99:.2f}", f"{trip:.2f}", f"{p50 / trip:.2f}")
     return 0
 

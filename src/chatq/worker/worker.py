@@ -248,10 +248,11 @@ class Worker:
                 progress = self._progress.get(job_id)
                 # Only a job still in its backend call (or between its attempts) is stopped:
                 # one that has its answer records it.
-                if progress and not progress.cancel_requested and job_id in self._calling:
-                    log.info("job %s: cancelled by the client; stopping it", job_id)
-                    progress.cancel_requested = True
-                    self._running[job_id].cancel()
+                if progress is None or progress.cancel_requested or job_id not in self._calling:
+                    continue
+                log.info("job %s: cancelled by the client; stopping it", job_id)
+                progress.cancel_requested = True
+                self._running[job_id].cancel()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Renew our leases (one statement), rescue expired ones, purge old results."""
