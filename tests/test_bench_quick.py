@@ -103,3 +103,22 @@ def test_sync_overhead_bench_runs_in_quick_mode() -> None:
     assert [cells[0].strip() for cells in stages] == ["sqlite", "postgres"], stdout
     for cells in stages:
         assert len(cells) == 5 and all(float(c) > 0 for c in cells[1:])  # ms in each stage
+
+
+@pytest.mark.timeout(300)
+def test_webhook_delivery_bench_runs_in_quick_mode() -> None:
+    stdout = quick("webhook_delivery.py")
+    latency, drain = (
+        [[c.strip() for c in line.split("|")[1:-1]] for line in block.splitlines()][2:]
+        for block in stdout.strip().split("\n\n")
+    )
+    assert [cells[0] for cells in latency] == ["sqlite", "postgres"], stdout
+    for cells in latency:
+        assert all(float(c) > 0 for c in cells[2:])  # p50, p99, round trip, ratio
+    assert [cells[0] for cells in drain] == [
+        "without webhooks",
+        "a webhook on every request",
+        "ratio with / without",
+    ], stdout
+    assert float(drain[0][2].replace(",", "")) > 0 and float(drain[2][2]) > 0
+    assert float(drain[1][3]) > 0  # every event arrived, some time after the first claim
