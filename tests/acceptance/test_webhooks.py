@@ -218,6 +218,26 @@ def test_a_keys_default_webhook_and_changing_it(server: ChatqServer, receiver: R
         assert len(receiver.to(path)) == 1
 
 
+def test_a_flat_body_may_name_a_webhook_which_is_not_sent_upstream(
+    owner: Owner, receiver: Receiver, module_upstream: FakeUpstream
+) -> None:
+    path = new_path()
+    content = f"flat with a webhook at {path}"
+    flat: dict[str, Any] = {
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": content}],
+        "webhook_url": receiver.url(path),
+    }
+    response = owner.http.post(SONAR, json=flat)
+    assert response.status_code == 200, response.text
+    (post,) = posts(receiver, path)
+    assert post.event["data"]["id"] == response.json()["id"]
+    (sent,) = [c for c in module_upstream.calls if c["messages"][-1]["content"] == content]
+    assert "webhook_url" not in sent, "chatq's field, never the model's"
+    wrong = owner.http.post(SONAR, json={**flat, "webhook_url": ["x"]})
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "webhook_url"]
+
+
 def test_bad_webhook_urls_are_refused_with_400(owner: Owner) -> None:
     for prefix in (PATH, SONAR):
         for url, why in (

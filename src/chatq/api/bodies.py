@@ -1,5 +1,6 @@
 """The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
-Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}).
+Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}, and
+chatq's webhook_url, which is taken out of it).
 
 Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
 cannot tell this body from one FastAPI parsed."""
@@ -29,8 +30,21 @@ async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
     body = await json_body(http)
     if isinstance(body, dict) and "request" not in body:
         if "model" in body or "messages" in body:
+            # webhook_url is chatq's, never the model's: taken out, so it is not sent upstream.
+            webhook_url = body.pop("webhook_url", None)
+            if webhook_url is not None and not isinstance(webhook_url, str):
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "string_type",
+                            "loc": ("body", "webhook_url"),
+                            "msg": "Input should be a valid string",
+                            "input": webhook_url,
+                        }
+                    ]
+                )
             return AsyncApiChatCompletionsRequest(
-                request=validated(ApiChatCompletionsRequest, body)
+                request=validated(ApiChatCompletionsRequest, body), webhook_url=webhook_url
             )
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body", "request"), "msg": EXPECTED_SHAPE, "input": body}]
