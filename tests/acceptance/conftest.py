@@ -6,6 +6,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,15 @@ def server(
     """`chatq serve` on each dialect in turn: the contract is the same on both."""
     workdir = tmp_path_factory.mktemp("chatq")
     config = write_config(workdir / "chatq.toml", module_upstream.base_url)
-    with database_url(request.param, workdir) as url:
+    with serving(request.param, workdir, config) as proc:
+        yield proc
+
+
+@contextmanager
+def serving(dialect: str, workdir: Path, config: Path) -> Iterator[ChatqServer]:
+    """`chatq serve` on a fresh database of dialect with config, until the block ends; it must
+    then stop cleanly."""
+    with database_url(dialect, workdir) as url:
         proc = ChatqServer(
             workdir,
             "--database",

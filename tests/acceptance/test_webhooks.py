@@ -19,12 +19,13 @@ from tests.acceptance.conftest import (
     PATH,
     UPSTREAM_KEY,
     chat,
+    serving,
     wait_finished,
     write_config,
 )
 from tests.fakes.receiver import Received, Receiver, receiving
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.harness import ChatqServer, database_url, run_cli
+from tests.harness import ChatqServer, run_cli
 from tests.waiting import eventually
 
 SONAR = "/v1/async/sonar"
@@ -52,14 +53,8 @@ def server(
     """`chatq serve` that may deliver to 127.0.0.1 and retries within a fraction of a second."""
     workdir = tmp_path_factory.mktemp("chatq-webhooks")
     config = write_config(workdir / "chatq.toml", module_upstream.base_url, FAST_WEBHOOKS)
-    with database_url(request.param, workdir) as url:
-        proc = ChatqServer(
-            workdir, "--database", url, "--config", str(config), env={"FAKE_UPSTREAM_KEY": "k"}
-        ).start()
-        try:
-            yield proc
-        finally:
-            assert proc.stop() in (0, -15), proc.log()
+    with serving(request.param, workdir, config) as proc:
+        yield proc
 
 
 class Owner:
