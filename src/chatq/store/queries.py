@@ -172,11 +172,15 @@ READ_TEXT = "SELECT text FROM request_text WHERE request_id = $1 AND run = $2 OR
 # time as $1, it queues a delivery for each request that finished then and has a webhook.
 # The time picks them out through requests_finished; a row already queued (a request that
 # finished at the same instant in another transaction) is left as it is.
-WEBHOOK_ENQUEUE = """
-INSERT INTO webhook_deliveries
+# The head of every outbox insert, and the webhook-id a request's delivery gets (derived
+# from the request id, as domain.delivery_id says): followed by a SELECT of the rest.
+OUTBOX_INSERT = """INSERT INTO webhook_deliveries
     (id, request_id, owner, url, event_type, created_at, status, attempts, next_attempt_at,
-     window_start)
-SELECT 'msg_' || replace(id, '-', ''), id, owner, webhook_url,
+     window_start)"""
+OUTBOX_ID = "'msg_' || replace(id, '-', '')"
+WEBHOOK_ENQUEUE = f"""
+{OUTBOX_INSERT}
+SELECT {OUTBOX_ID}, id, owner, webhook_url,
        CASE status WHEN 'COMPLETED' THEN 'async_chat_completion.completed'
                    ELSE 'async_chat_completion.failed' END,
        CAST($1 AS double precision), 'PENDING', 0, CAST($1 AS double precision),

@@ -1,6 +1,12 @@
 """The PostgreSQL dialect's own statements, under the names SQLite's use for the same verbs."""
 
-from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
+from chatq.store.queries import (
+    CLAIMED_COLUMNS,
+    DELIVERY_COLUMNS,
+    JOB_COLUMNS,
+    OUTBOX_ID,
+    OUTBOX_INSERT,
+)
 
 # Notified by triggers: work to claim (migration 0001); a status change, a piece of text,
 # a cancel to act on (migration 0002).
@@ -70,7 +76,7 @@ FROM requests r WHERE id = ANY($1::text[])
 # The webhook deliveries of the completed requests are queued by the same statement (the
 # outbox, store/queries.py WEBHOOK_ENQUEUE), so in the same transaction; each id comes back
 # with whether it queued one.
-COMPLETE_MANY = """
+COMPLETE_MANY = f"""
 WITH finished AS (
     UPDATE requests AS r
     SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
@@ -79,10 +85,8 @@ WITH finished AS (
     WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
     RETURNING r.id, r.owner, r.webhook_url
 ), queued AS (
-    INSERT INTO webhook_deliveries
-        (id, request_id, owner, url, event_type, created_at, status, attempts,
-         next_attempt_at, window_start)
-    SELECT 'msg_' || replace(id, '-', ''), id, owner, webhook_url,
+{OUTBOX_INSERT}
+    SELECT {OUTBOX_ID}, id, owner, webhook_url,
            'async_chat_completion.completed', $1, 'PENDING', 0, $1, $1
     FROM finished WHERE webhook_url IS NOT NULL
     ON CONFLICT (id) DO NOTHING
