@@ -223,6 +223,16 @@ class WebhookSecrets:
         return [self.current]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What an attempt needs beside its delivery, read at once: its request as it is now,
+    the owner's signing secrets, and whether a 410 disabled the URL for the owner."""
+
+    job: Job
+    secrets: WebhookSecrets
+    url_disabled: bool
+
+
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
     return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
@@ -20,6 +21,7 @@ from chatq.domain import (
     ApiKey,
     ClaimedJob,
     Delivery,
+    DeliveryContext,
     DeliveryRecord,
     DeliveryResult,
     DeliveryStatus,
@@ -64,7 +66,7 @@ Topic = Literal["work", "cancels", "changes", "webhooks"]
 class SqlStore(abc.ABC):
     # The dialect's own statements that the shared verbs run.
     CLAIM: ClassVar[str]
-    CLAIM_DELIVERIES: ClassVar[str]  # $5: the owners to skip, as the dialect's _id_list has them
+    CLAIM_DELIVERIES: ClassVar[str]
     WATCHED: ClassVar[str]  # (id, status, runs, end of the current run's text) of ids $1
     MIGRATIONS_PACKAGE: ClassVar[str]
 
@@ -347,7 +349,12 @@ class SqlStore(abc.ABC):
     # ---- webhooks
 
     async def claim_deliveries(
-        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+        self,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        per_owner: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
         if limit <= 0:
             return []
@@ -358,43 +365,40 @@ class SqlStore(abc.ABC):
             worker_id,
             now + lease_s,
             limit,
-            self._id_list(list(skip_owners)),
+            json.dumps(dict(in_flight or {})),
+            limit if per_owner is None else per_owner,
         )
         return sorted(map(delivery_from_row, rows), key=lambda d: (d.created_at, d.id))
 
     async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
         d = result.delivery
         error = None if result.error is None else result.error.replace("\x00", "\\0")
-        statements: list[Statement] = [
-            (q.WEBHOOK_ATTEMPT, (d.id, worker_id, result.at, result.status_code, error)),
-            (
-                q.WEBHOOK_RECORD,
-                (
-                    d.id,
-                    worker_id,
-                    result.status.value,
-                    result.next_attempt_at if result.status is DeliveryStatus.PENDING else None,
-                    result.at if result.status is DeliveryStatus.DELIVERED else None,
-                    error,
-                ),
-            ),
-        ]
+        state = (
+            d.id,
+            worker_id,
+            result.status.value,
+            result.next_attempt_at if result.status is DeliveryStatus.PENDING else None,
+            result.at if result.status is DeliveryStatus.DELIVERED else None,
+            error,
+        )
+        statements = self._recording(state, result.at, result.status_code)
+        recorded = len(statements) - 1
         if result.disable_url:
             statements.append((q.WEBHOOK_DISABLE, (d.owner, d.url, result.at)))
         counts = await self._execute_all(statements)
-        return counts[1] == 1
+        return counts[recorded] == 1
 
-    async def release_deliveries(
-        self, worker_id: str, delivery_ids: Sequence[str] | None = None
-    ) -> int:
-        now = self._clock()
-        if delivery_ids is not None:
-            return sum(
-                await self._execute_all(
-                    [(q.WEBHOOK_RELEASE_ONE, (worker_id, now, i)) for i in delivery_ids]
-                )
-            )
-        released = await self._execute(q.WEBHOOK_RELEASE, worker_id, now)
+    def _recording(
+        self, state: tuple[Any, ...], at: float, status_code: int | None
+    ) -> list[Statement]:
+        """What records an attempt and its delivery's new state (WEBHOOK_RECORD's arguments
+        in state); the last statement touches a row only if the claim is still the worker's."""
+        delivery, worker_id, *_, error = state
+        attempt = (delivery, worker_id, at, status_code, error)
+        return [(q.WEBHOOK_ATTEMPT, attempt), (q.WEBHOOK_RECORD, state)]
+
+    async def release_deliveries(self, worker_id: str) -> int:
+        released = await self._execute(q.WEBHOOK_RELEASE, worker_id, self._clock())
         self._queued(released)
         return released
 
@@ -403,6 +407,19 @@ class SqlStore(abc.ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._deliveries.wait(), timeout)
         self._deliveries.clear()
+
+    async def delivery_context(self, delivery: Delivery) -> DeliveryContext | None:
+        rows = await self._read(
+            q.DELIVERY_CONTEXT, delivery.owner, delivery.request_id, delivery.url
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        if row[15] is None:  # the owner's first delivery: its secret is made now
+            secrets = await self.webhook_secrets(delivery.owner)
+        else:
+            secrets = WebhookSecrets(row[15], row[16], row[17])
+        return DeliveryContext(job_from_row(row), secrets, bool(row[18]))
 
     async def webhook_url_disabled(self, owner: str, url: str) -> bool:
         return bool(await self._read(q.WEBHOOK_DISABLED, owner, url))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -11,6 +11,7 @@ from chatq.domain import (
     ApiKey,
     ClaimedJob,
     Delivery,
+    DeliveryContext,
     DeliveryRecord,
     DeliveryResult,
     Job,
@@ -123,21 +124,29 @@ class Store(Protocol):
 
     # webhooks: the outbox that every terminal transition writes to, in its transaction
     async def claim_deliveries(
-        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+        self,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        per_owner: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """Up to limit due deliveries, none of an owner in skip_owners, leased to worker_id for
-        lease_s (then they are due again)."""
+        """Up to limit due deliveries, oldest due first, leased to worker_id for lease_s (then
+        they are due again); at most per_owner of an owner, less what in_flight says this
+        worker has in flight for it."""
 
     async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
         """Record an attempt and the delivery's new state (and disable its URL for its owner
         if the result says so); False if the claim is no longer worker_id's (nothing is
         recorded then but the disabling)."""
 
-    async def release_deliveries(
-        self, worker_id: str, delivery_ids: Sequence[str] | None = None
-    ) -> int:
-        """Hand back the deliveries worker_id claimed and did not record (all of them, or
-        those named): due at once; how many."""
+    async def delivery_context(self, delivery: Delivery) -> DeliveryContext | None:
+        """What an attempt at delivery needs beside it, in one read; None if its request is
+        gone."""
+
+    async def release_deliveries(self, worker_id: str) -> int:
+        """Hand back the deliveries worker_id claimed and did not record: due at once; how
+        many."""
 
     async def wait_for_deliveries(self, timeout: float) -> None:
         """Return when a delivery may have become due, or after timeout."""

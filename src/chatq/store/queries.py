@@ -199,8 +199,18 @@ id, request_id, owner, url, event_type, created_at, status, attempts, next_attem
 delivered_at, last_error
 """
 
+# What an attempt needs, in one read: the delivery's request (no row if it is gone), its
+# owner's signing secrets (NULL before their first use) and whether a 410 disabled the URL.
+DELIVERY_CONTEXT = f"""
+SELECT {JOB_COLUMNS}, secret, previous, rotated_at,
+    EXISTS (SELECT 1 FROM webhook_disabled AS w WHERE w.owner = $1 AND w.url = $3)
+FROM requests LEFT JOIN webhook_secrets USING (owner)
+WHERE owner = $1 AND id = $2
+"""
+
 # One attempt's outcome, recorded only while the claim is still this worker's: the attempt
-# (numbered after those before it), then the delivery's new state.
+# (numbered after those before it), then the delivery's new state. PostgreSQL runs the two
+# as one statement (its RECORD_DELIVERY).
 WEBHOOK_ATTEMPT = """
 INSERT INTO webhook_attempts (request_id, attempt, at, status_code, error)
 SELECT request_id, attempts + 1, CAST($3 AS double precision), CAST($4 AS integer),
@@ -224,11 +234,6 @@ WEBHOOK_DISABLED = "SELECT 1 FROM webhook_disabled WHERE owner = $1 AND url = $2
 WEBHOOK_RELEASE = """
 UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
 WHERE lease_owner = $1 AND status = 'PENDING'
-"""
-# ... or one of them, claimed beyond what it may have in flight to its URL.
-WEBHOOK_RELEASE_ONE = """
-UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
-WHERE lease_owner = $1 AND status = 'PENDING' AND id = $3
 """
 # Replay: by webhook-id or request id, whatever its state: due at once, with a new horizon.
 WEBHOOK_REPLAY = """

@@ -85,7 +85,7 @@ index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
 index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (status = 'CREATED'::text)
 index CREATE INDEX webhook_deliveries_created ON public.webhook_deliveries USING btree (created_at)
-index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'PENDING'::text)
+index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (owner, next_attempt_at, id) WHERE (status = 'PENDING'::text)
 index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
 index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
 index CREATE UNIQUE INDEX meta_pkey ON public.meta USING btree (name)

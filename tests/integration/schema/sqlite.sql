@@ -31,4 +31,4 @@ CREATE INDEX requests_waiting ON requests (seq) WHERE status = 'CREATED';
 -- index webhook_deliveries_created
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 -- index webhook_deliveries_due
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (owner, next_attempt_at, id) WHERE status = 'PENDING';

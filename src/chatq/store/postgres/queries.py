@@ -6,6 +6,7 @@ from chatq.store.queries import (
     JOB_COLUMNS,
     OUTBOX_ID,
     OUTBOX_INSERT,
+    WEBHOOK_RECORD,
 )
 
 # Notified by triggers: work to claim (migration 0001); a status change, a piece of text,
@@ -94,19 +95,41 @@ WITH finished AS (
 SELECT id, webhook_url IS NOT NULL FROM finished
 """
 
-# Due deliveries, oldest due first, but none of an owner in $5 (owners this worker already
-# has as many deliveries in flight for as it allows). SKIP LOCKED: workers take disjoint
-# batches.
+# Up to $4 due deliveries, oldest due first, at most $6 of an owner less what $5 (a JSON
+# object, owner to count) says this worker has in flight for it. The owners come from a skip
+# scan of the index and each owner's share from its own index range, so a long backlog of
+# one owner is never scanned; SKIP LOCKED: workers take disjoint batches.
 CLAIM_DELIVERIES = f"""
-WITH picked AS (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'PENDING' AND next_attempt_at <= $1 AND NOT (owner = ANY($5::text[]))
-    ORDER BY next_attempt_at LIMIT $4
-    FOR UPDATE SKIP LOCKED
+WITH RECURSIVE owners(owner) AS (
+    SELECT min(owner) FROM webhook_deliveries WHERE status = 'PENDING'
+    UNION ALL
+    SELECT (SELECT min(d.owner) FROM webhook_deliveries AS d
+            WHERE d.status = 'PENDING' AND d.owner > o.owner)
+    FROM owners AS o WHERE o.owner IS NOT NULL
+),
+picked AS (
+    SELECT p.id, p.next_attempt_at FROM owners AS o, LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries AS d
+        WHERE d.status = 'PENDING' AND d.owner = o.owner AND d.next_attempt_at <= $1
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT greatest($6 - coalesce(($5::jsonb ->> o.owner)::integer, 0), 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS p
+    WHERE o.owner IS NOT NULL
+    ORDER BY p.next_attempt_at, p.id LIMIT $4
 )
 UPDATE webhook_deliveries AS d SET lease_owner = $2, next_attempt_at = $3
 WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND d.status = 'PENDING'
 RETURNING {DELIVERY_COLUMNS}
+"""
+
+# The shared WEBHOOK_RECORD and WEBHOOK_ATTEMPT in one statement (one round trip, no
+# transaction): $1-$6 as WEBHOOK_RECORD's, then the attempt's time and status code.
+RECORD_DELIVERY = f"""
+WITH recorded AS ({WEBHOOK_RECORD} RETURNING request_id, attempts)
+INSERT INTO webhook_attempts (request_id, attempt, at, status_code, error)
+SELECT request_id, attempts, CAST($7 AS double precision), CAST($8 AS integer), $6
+FROM recorded
 """
 
 # A batch of creates that named their webhook_url set it again: enabled if a 410 disabled it.

@@ -110,8 +110,16 @@ class PostgresStore(SqlStore):
             return _rows_touched(await conn.execute(sql, *args))
 
     async def _execute_all(self, statements: Sequence[Statement]) -> list[int]:
+        if len(statements) == 1:  # atomic alone: no BEGIN and COMMIT round trips
+            sql, args = statements[0]
+            return [await self._execute(sql, *args)]
         async with self._connection() as conn, conn.transaction():
             return [_rows_touched(await conn.execute(sql, *args)) for sql, args in statements]
+
+    def _recording(
+        self, state: tuple[Any, ...], at: float, status_code: int | None
+    ) -> list[Statement]:
+        return [(q.RECORD_DELIVERY, (*state, at, status_code))]
 
     def _announce(self, *changes: Change) -> None:
         """Nothing to do: the triggers of migration 0002 notify every process, this one too."""
