@@ -132,6 +132,18 @@ class Settings(_Strict):
         default="info", description="least severe log lines shown: " + ", ".join(LOG_LEVELS)
     )
     access_log: bool = Field(default=False, description="log a line per HTTP request")
+    metrics_require_key: bool = Field(
+        default=False, description="GET /metrics answers only a request with a valid API key"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address a worker's --metrics-port listens on"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="a worker alone serves GET /metrics on this port (0: any; unset: none)",
+    )
     config_path: Path | None = Field(
         default=None, description="TOML config file: [[backends]], [worker] and these settings"
     )
@@ -164,6 +176,8 @@ class Settings(_Strict):
 EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks"})
 HTTP = frozenset({"serve", "api"})
 WORKER = frozenset({"serve", "worker"})
+WORKER_ALONE = frozenset({"worker"})
+EVERY_SERVER = HTTP | WORKER  # the commands that can serve GET /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +209,15 @@ OPTIONS = (
     Option("host", "CHATQ_HOST", "host", HTTP),
     Option("port", "CHATQ_PORT", "port", HTTP, int),
     Option("access-log", "CHATQ_ACCESS_LOG", "access_log", HTTP, None),
+    Option(
+        "metrics-require-key",
+        "CHATQ_METRICS_REQUIRE_KEY",
+        "metrics_require_key",
+        EVERY_SERVER,
+        None,
+    ),
+    Option("metrics-host", "CHATQ_METRICS_HOST", "metrics_host", WORKER_ALONE),
+    Option("metrics-port", "CHATQ_METRICS_PORT", "metrics_port", WORKER_ALONE, int),
     Option("concurrency", "CHATQ_WORKER_CONCURRENCY", "worker.concurrency", WORKER, int),
     Option(
         "webhooks-allow-private-networks",

@@ -233,6 +233,16 @@ class DeliveryContext:
     url_disabled: bool
 
 
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How much work is waiting, across every process: requests not yet claimed, requests
+    being run, and webhook deliveries still to be made."""
+
+    created: int
+    in_progress: int
+    webhooks_pending: int
+
+
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
     return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -28,6 +28,19 @@ def test_without_config_echo_is_served() -> None:
     assert _name(ModelTable.from_config([]), "echo") == "echo"
 
 
+def test_metric_labels_are_the_tables_entries_never_a_clients_free_text() -> None:
+    table = ModelTable(
+        [
+            BackendConfig(name="a", type="echo", models=("sonar*", "x")),
+            BackendConfig(name="b", type="echo", models=("sonar-pro",)),
+        ]
+    )
+    assert table.metric_label("sonar-pro") == "sonar-pro"
+    assert table.metric_label("x") == "x"
+    assert table.metric_label("sonar-anything-a-client-chose") == "sonar*"
+    assert table.metric_label("gone-from-the-config") == "unrouted"
+
+
 def _name(table: ModelTable, model: str) -> str:
     backend = table.route(model)
     assert backend is not None

@@ -17,6 +17,7 @@ from chatq.api.context import ApiContext
 from chatq.api.errors import install_error_handlers
 from chatq.api.health import health_routes
 from chatq.api.limits import BodyLimit
+from chatq.api.metrics import HttpMetrics, metrics_routes
 from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
@@ -45,11 +46,17 @@ def create_app(
         lifespan=lifespan or no_lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(HttpMetrics)  # outside BodyLimit: it counts the 413s too
     if access_log:
         app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
     app.state.context = context
     install_error_handlers(app)
-    routers = [*(async_routes(prefix) for prefix in FAMILIES), sync_routes, health_routes]
+    routers = [
+        *(async_routes(prefix) for prefix in FAMILIES),
+        sync_routes,
+        health_routes,
+        metrics_routes,
+    ]
     for router in routers:
         app.include_router(router)
     _customize_openapi(app, context)

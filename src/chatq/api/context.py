@@ -8,6 +8,7 @@ from chatq.api.events import EventIds
 from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
+from chatq.metrics.exposition import Exposition
 from chatq.store import Store
 
 
@@ -18,3 +19,5 @@ class ApiContext:
     tokens: TokenCodec
     owners: OwnerCache
     event_ids: EventIds
+    exposition: Exposition  # what GET /metrics answers
+    metrics_require_key: bool = False  # GET /metrics wants a valid API key

@@ -40,6 +40,16 @@ class ModelTable:
                 return candidate
         return None
 
+    def metric_label(self, model: str) -> str:
+        """How metrics name model: itself if the table names it, else the glob that routes
+        it, so that clients' model names cannot make series without bound."""
+        if model in self._exact:
+            return model
+        for pattern, _ in self._globs:
+            if fnmatch.fnmatchcase(model, pattern):
+                return pattern
+        return "unrouted"
+
     def models(self) -> list[str]:
         """The names and patterns served, in config order, for error messages and listings."""
         return [pattern for config in self.backends for pattern in config.models]

@@ -28,6 +28,7 @@ from chatq.domain import (
     Job,
     KeyHolder,
     NewRequest,
+    QueueDepth,
     Status,
     Summary,
     TextPiece,
@@ -161,6 +162,10 @@ class SqlStore(abc.ABC):
 
     async def count_keys(self) -> int:
         return int((await self._read(q.KEY_COUNT))[0][0])
+
+    async def queue_depth(self) -> QueueDepth:
+        created, in_progress, pending = (await self._read(q.QUEUE_DEPTH))[0]
+        return QueueDepth(int(created), int(in_progress), int(pending))
 
     # ---- requests, as the API sees them
 

@@ -17,6 +17,7 @@ from chatq.domain import (
     Job,
     KeyHolder,
     NewRequest,
+    QueueDepth,
     Summary,
     TextPiece,
     WebhookSecrets,
@@ -53,6 +54,11 @@ class Store(Protocol):
         """True if the key existed and was live."""
 
     async def count_keys(self) -> int: ...
+
+    # metrics
+    async def queue_depth(self) -> QueueDepth:
+        """Requests CREATED and IN_PROGRESS, and webhook deliveries PENDING: one statement
+        that reads only partial indexes of the unfinished rows."""
 
     # requests, as the API sees them
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:

@@ -31,6 +31,15 @@ RETURNING owner
 KEY_REVOKE = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
 KEY_COUNT = "SELECT count(*) FROM api_keys"
 
+# For /metrics: each count reads one partial index (requests_waiting, requests_leased,
+# webhook_deliveries_due), so it costs the size of the backlog, not of the table.
+QUEUE_DEPTH = """
+SELECT
+  (SELECT count(*) FROM requests WHERE status = 'CREATED'),
+  (SELECT count(*) FROM requests WHERE status = 'IN_PROGRESS'),
+  (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING')
+"""
+
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
 SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"

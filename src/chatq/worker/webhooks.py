@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 import chatq
+from chatq import metrics
 from chatq.config import WebhookSettings
 from chatq.domain import Delivery, DeliveryResult, DeliveryStatus
 from chatq.races import first_of
@@ -132,6 +133,7 @@ class Deliverer:
             if not await self.store.record_delivery(self.worker_id, result):
                 log.warning("webhook %s: claim lost before the attempt was recorded", delivery.id)
                 return
+            metrics.WEBHOOK_DELIVERIES.labels(metrics.WEBHOOK_OUTCOMES[result.status]).inc()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from chatq.backends.base import PermanentError, TransientError
+from chatq import metrics
+from chatq.backends.base import BackendError, PermanentError, TransientError
 from chatq.backends.pool import BackendPool
 from chatq.config import WebhookSettings, WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
@@ -68,6 +69,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
         log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        metrics.declare_worker_series([c.name for c in self.backends.table.backends])
         finished = asyncio.Event()  # stops the helpers below once the drain is over too
         helpers = [
             asyncio.create_task(self._upkeep(stop), name="chatq-worker-upkeep"),
@@ -123,6 +125,8 @@ class Worker:
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self.clock()
+        series = metrics.model_series(self.backends.table.metric_label(job.model))
+        series.queue_wait.observe(max(0.0, started - job.created_at))
         progress = self._progress[job.id] = _Progress()
         try:
             with self._streamed(job) as progress.text:
@@ -149,10 +153,20 @@ class Worker:
         except Exception:
             # The lease will expire and another worker will run the job again.
             log.exception("job %s: could not record the result", job.id)
+            series.lost.inc()
             return
+        ran = self.clock() - started
+        series.run_time.observe(ran)
         if not recorded:
             log.warning("job %s: lease lost before the result was recorded; discarded", job.id)
+            series.lost.inc()
             return
+        if isinstance(outcome, dict):
+            series.completed.inc()
+        elif outcome == CANCELLED:
+            series.cancelled.inc()
+        else:
+            series.failed.inc()
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "job %s %s: model %s, %d attempt(s)%s, waited %.3fs, ran %.3fs",
@@ -162,7 +176,7 @@ class Worker:
                 progress.attempts,
                 f" in delivery {job.attempts}" if job.attempts > 1 else "",
                 max(0.0, started - job.created_at),
-                self.clock() - started,
+                ran,
             )
 
     async def _complete_batch(self, results: list[tuple[str, JSON]]) -> list[bool]:
@@ -196,6 +210,7 @@ class Worker:
         s = self.settings
         deadline = self.clock() + s.deadline_s
         text = progress.text
+        upstream = metrics.backend_series(backend.name)
         attempt = 0
         while True:
             attempt = progress.attempts = attempt + 1
@@ -206,12 +221,16 @@ class Worker:
                 if run is None:
                     return "the lease was lost before the call could be retried"
                 text.restart(run)
+            upstream.in_flight.inc()
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                    return await backend.run(job.id, job.request, text.add if text else None)
+                    response = await backend.run(job.id, job.request, text.add if text else None)
+                upstream.called("2xx")
+                return response
             except Exception as exc:
                 if progress.cancel_requested:
                     return CANCELLED  # whatever the call said as it was stopped
+                upstream.called(_upstream_class(exc))
                 if isinstance(exc, PermanentError):
                     return str(exc)
                 if isinstance(exc, TimeoutError):
@@ -219,6 +238,8 @@ class Worker:
                 if not isinstance(exc, TransientError):
                     raise
                 error, retry_after = str(exc), exc.retry_after
+            finally:
+                upstream.in_flight.dec()
             if attempt >= s.max_attempts:
                 return f"gave up after {attempt} attempt(s); last error: {error}"
             delay = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, retry_after)
@@ -230,6 +251,7 @@ class Worker:
             log.info(
                 "job %s: attempt %d failed (%s); retrying in %.2fs", job.id, attempt, error, delay
             )
+            upstream.retries.inc()
             await asyncio.sleep(delay)
 
     async def _watch_cancels(self, finished: asyncio.Event) -> None:
@@ -265,6 +287,8 @@ class Worker:
                     await self.store.renew(self.id, s.lease_s)
                 requeued, failed = await self.store.rescue(s.max_deliveries)
                 if requeued or failed:
+                    metrics.LEASES_EXPIRED.labels("requeued").inc(requeued)
+                    metrics.LEASES_EXPIRED.labels("failed").inc(failed)
                     log.warning("rescued expired leases: %d requeued, %d failed", requeued, failed)
                 if self.clock() >= next_purge:
                     cutoff = self.clock() - s.retention_days * _SECONDS_PER_DAY
@@ -306,6 +330,13 @@ class _Progress:
     # (the upstream connection is closed, the local model stops generating).
     cancel_requested: bool = False
     text: StreamedText | None = None
+
+
+def _upstream_class(exc: Exception) -> str:
+    """The class of a failed backend call, for chatq_upstream_calls_total."""
+    if isinstance(exc, BackendError):
+        return exc.kind
+    return "timeout" if isinstance(exc, TimeoutError) else "other"
 
 
 def _task() -> asyncio.Task[object]:
