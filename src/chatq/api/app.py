@@ -20,6 +20,7 @@ from chatq.api.limits import BodyLimit
 from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
+from chatq.api.usage import usage_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -49,7 +50,12 @@ def create_app(
         app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
     app.state.context = context
     install_error_handlers(app)
-    routers = [*(async_routes(prefix) for prefix in FAMILIES), sync_routes, health_routes]
+    routers = [
+        *(async_routes(prefix) for prefix in FAMILIES),
+        sync_routes,
+        usage_routes,
+        health_routes,
+    ]
     for router in routers:
         app.include_router(router)
     _customize_openapi(app, context)
