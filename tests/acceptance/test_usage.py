@@ -155,6 +155,7 @@ def test_an_admin_key_reads_any_owners_usage_and_no_other_key_does(priced: Chatq
         ({"start": "2026-1-1"}, 422, "String should match pattern"),
         ({"group_by": "week"}, 422, "Input should be 'model' or 'day'"),
         ({"owner": ""}, 422, "String should have at least 1 character"),
+        ({"owner": "a\x00b"}, 422, "String should match pattern"),
     ],
 )
 def test_bad_input_gets_the_documented_errors(

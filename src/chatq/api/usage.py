@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from chatq.api.auth import SECURED, Authenticated
 from chatq.api.errors import ApiError, error_responses
-from chatq.api.models import UsageResponse
+from chatq.api.models import NO_NUL, UsageResponse
 from chatq.domain import utc_day
 
 # The range a request without start covers: the 30 days that end on its end.
@@ -55,6 +55,7 @@ async def get_usage(
         Query(
             min_length=1,
             max_length=256,
+            pattern=NO_NUL,
             description="Another owner's usage: admin keys only (default: the caller's owner).",
         ),
     ] = None,
