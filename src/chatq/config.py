@@ -7,6 +7,7 @@ command line, the environment and the settings object are all built from it.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import tomllib
 from collections.abc import Callable, Mapping
@@ -35,6 +36,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ModelPrice(_Strict):
+    """What a model's tokens cost, in the currency of your choice (Perplexity's and OpenAI's
+    are USD), per million tokens."""
+
+    prompt_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    completion_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
 class BackendConfig(_Strict):
     name: str = Field(min_length=1)
     type: str = Field(description="one of the backend types: " + ", ".join(sorted(BACKEND_TYPES)))
@@ -46,6 +55,9 @@ class BackendConfig(_Strict):
     context_size: int = Field(default=2048, ge=128, description="local: context window, tokens")
     max_concurrency: int = Field(default=64, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
+    # By model name or glob pattern (exact names first, then patterns in file order): fills
+    # usage.cost of a response whose upstream reported none.
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
     # Resolved from api_key_env when the settings are built; never read from the file itself.
     api_key: SecretStr | None = Field(default=None, exclude=True)
 
@@ -62,6 +74,30 @@ class BackendConfig(_Strict):
         if self.type == "openai" and not self.base_url:
             raise ValueError(f"backend {self.name!r}: type 'openai' needs base_url")
         return self
+
+    @model_validator(mode="after")
+    def _prices_of_served_models(self) -> BackendConfig:
+        """A price for a model name this backend does not serve is a typo, not a setting (a
+        pattern is taken as it is)."""
+        for model in self.prices:
+            if set(model) & set("*?["):
+                continue
+            if not any(fnmatch.fnmatchcase(model, p) for p in self.models):
+                raise ValueError(
+                    f"backend {self.name!r}: a price for {model!r}, which it does not serve "
+                    f"(its models: {', '.join(self.models)})"
+                )
+        return self
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price of a model this backend serves, if one is set."""
+        found = self.prices.get(model)
+        if found is not None:
+            return found
+        for pattern, price in self.prices.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return price
+        return None
 
 
 class WorkerSettings(_Strict):
@@ -173,7 +209,7 @@ class Settings(_Strict):
 
 
 # The commands an option belongs to.
-EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks"})
+EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks", "usage"})
 HTTP = frozenset({"serve", "api"})
 WORKER = frozenset({"serve", "worker"})
 WORKER_ALONE = frozenset({"worker"})

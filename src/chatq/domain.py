@@ -9,7 +9,8 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 JSON = dict[str, Any]
 
@@ -132,14 +133,17 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     webhook_url: str | None = None  # the default webhook of the requests made with it
+    admin: bool = False  # may read every owner's usage
 
 
 @dataclass(frozen=True, slots=True)
 class KeyHolder:
-    """Who an API key speaks for: its owner, and its default webhook URL."""
+    """Who an API key speaks for: its owner, its default webhook URL, and whether it is an
+    admin key."""
 
     owner: str
     webhook_url: str | None
+    admin: bool = False
 
 
 # ---- webhooks (issue 13)
@@ -251,6 +255,43 @@ def new_webhook_secret() -> str:
 def delivery_id(request_id: str) -> str:
     """A request's webhook-id: derived from it, so every attempt and replay shares it."""
     return "msg_" + request_id.replace("-", "")
+
+
+# ---- usage (issue 14)
+
+# What a usage report is grouped by besides the owner: None, each day and model; "day",
+# each day (every model together); "model", each model (every day of the range together).
+UsageGrouping = Literal["day", "model"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Sums over the requests that finished in a group: a key not grouped by is None."""
+
+    owner: str | None
+    day: str | None  # YYYY-MM-DD, the UTC date of the terminal transitions
+    model: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+def usage_keys(every_owner: bool, group_by: UsageGrouping) -> tuple[str, ...]:
+    """The columns a usage report groups by, in order: the owner when it covers every owner,
+    then the day and the model unless group_by leaves one out."""
+    keys: tuple[str, ...] = ("owner",) if every_owner else ()
+    if group_by != "model":
+        keys += ("day",)
+    if group_by != "day":
+        keys += ("model",)
+    return keys
+
+
+def utc_day(timestamp: float) -> str:
+    """The UTC date of a unix time, as usage keys its days: YYYY-MM-DD."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 def request_fingerprint(request: JSON) -> str:

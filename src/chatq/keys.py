@@ -25,10 +25,14 @@ def hash_secret(secret: str) -> str:
 
 
 async def create_key(
-    store: Store, name: str, owner: str | None = None, webhook_url: str | None = None
+    store: Store,
+    name: str,
+    owner: str | None = None,
+    webhook_url: str | None = None,
+    admin: bool = False,
 ) -> tuple[ApiKey, str]:
     """A new key for owner (by default, the key's name), with a default webhook URL if given
-    (already checked); returns it with its secret."""
+    (already checked), an admin key if asked; returns it with its secret."""
     key_id, secret = new_api_key()
     key = ApiKey(
         id=key_id,
@@ -37,6 +41,7 @@ async def create_key(
         created_at=time.time(),
         revoked_at=None,
         webhook_url=webhook_url,
+        admin=admin,
     )
     await store.insert_key(key, hash_secret(secret))
     return key, secret

@@ -21,6 +21,7 @@ from chatq.api.metrics import HttpMetrics, metrics_routes
 from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
+from chatq.api.usage import usage_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -54,6 +55,7 @@ def create_app(
     routers = [
         *(async_routes(prefix) for prefix in FAMILIES),
         sync_routes,
+        usage_routes,
         health_routes,
         metrics_routes,
     ]

@@ -32,6 +32,7 @@ class Caller:
     owner: str
     ctx: ApiContext
     webhook_url: str | None = None  # the key's default webhook
+    admin: bool = False  # an admin key: may read every owner's usage
 
 
 async def authenticate(request: Request) -> Caller:
@@ -48,7 +49,7 @@ async def authenticate(request: Request) -> Caller:
         if holder is None:
             raise ApiError(401, "invalid API key")
         ctx.owners.put(secret_hash, holder)
-    return Caller(holder.owner, ctx, holder.webhook_url)
+    return Caller(holder.owner, ctx, holder.webhook_url, holder.admin)
 
 
 Authenticated = Annotated[Caller, Depends(authenticate)]

@@ -170,3 +170,22 @@ class WebhookDelivery(BaseModel):
     next_attempt_at: int | None = Field(None, description="Unix timestamp of the next try.")
     last_error: str | None = None
     attempts: list[WebhookAttempt]
+
+
+class UsageRecord(BaseModel):
+    date: str | None = Field(
+        description="The UTC day (YYYY-MM-DD) the requests finished; null with group_by=model."
+    )
+    model: str | None = Field(description="The model requested; null with group_by=day.")
+    requests: int = Field(description="Requests that finished (COMPLETED or FAILED).")
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(
+        description="The sum of the responses' usage.cost.total_cost: the upstream's, or "
+        "computed from the configured prices."
+    )
+
+
+class UsageResponse(BaseModel):
+    data: list[UsageRecord]

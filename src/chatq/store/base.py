@@ -32,8 +32,11 @@ from chatq.domain import (
     Status,
     Summary,
     TextPiece,
+    UsageGrouping,
+    UsageRow,
     WebhookSecrets,
     new_webhook_secret,
+    usage_keys,
 )
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
@@ -45,6 +48,7 @@ from chatq.store.rows import (
     job_from_row,
     page_from_rows,
     record_from_row,
+    usage_from_row,
 )
 
 log = logging.getLogger("chatq.store")
@@ -69,6 +73,13 @@ class SqlStore(abc.ABC):
     CLAIM: ClassVar[str]
     CLAIM_DELIVERIES: ClassVar[str]
     WATCHED: ClassVar[str]  # (id, status, runs, end of the current run's text) of ids $1
+    # The transitions to FAILED, as the dialect counts their usage (store/queries.py has
+    # what each does).
+    FAIL: ClassVar[str]
+    RELEASE_CANCELLED: ClassVar[str]
+    RESCUE_CANCELLED: ClassVar[str]
+    RESCUE_FAIL: ClassVar[str]
+    CANCEL_WAITING: ClassVar[str]
     MIGRATIONS_PACKAGE: ClassVar[str]
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -140,12 +151,19 @@ class SqlStore(abc.ABC):
 
     async def insert_key(self, key: ApiKey, secret_hash: str) -> None:
         await self._execute(
-            q.KEY_INSERT, key.id, key.name, key.owner, secret_hash, key.created_at, key.webhook_url
+            q.KEY_INSERT,
+            key.id,
+            key.name,
+            key.owner,
+            secret_hash,
+            key.created_at,
+            key.webhook_url,
+            key.admin,
         )
 
     async def key_holder(self, secret_hash: str) -> KeyHolder | None:
         rows = await self._read(q.KEY_HOLDER, secret_hash)
-        return KeyHolder(str(rows[0][0]), rows[0][1]) if rows else None
+        return KeyHolder(str(rows[0][0]), rows[0][1], bool(rows[0][2])) if rows else None
 
     async def set_key_webhook(self, key: str, url: str | None) -> int:
         rows = await self._write(q.KEY_SET_WEBHOOK, url, key)
@@ -155,7 +173,10 @@ class SqlStore(abc.ABC):
         return len(rows)
 
     async def list_keys(self) -> list[ApiKey]:
-        return [ApiKey(*r) for r in await self._read(q.KEY_LIST)]
+        return [
+            ApiKey(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            for r in await self._read(q.KEY_LIST)
+        ]
 
     async def revoke_key(self, key_id: str) -> bool:
         return await self._execute(q.KEY_REVOKE, self._clock(), key_id) == 1
@@ -214,7 +235,7 @@ class SqlStore(abc.ABC):
         message = message.replace("\x00", "\\0")
         now = self._clock()
         failed, queued = await self._execute_all(
-            [(q.FAIL, (now, message, request_id, worker_id)), (q.WEBHOOK_ENQUEUE, (now,))]
+            [(self.FAIL, (now, message, request_id, worker_id)), (q.WEBHOOK_ENQUEUE, (now,))]
         )
         if failed:
             self._announce(Change(request_id, Status.FAILED))
@@ -235,7 +256,7 @@ class SqlStore(abc.ABC):
                 statement
                 for i in request_ids
                 for statement in (
-                    (q.RELEASE_CANCELLED, (i, worker_id, now, CANCELLED)),
+                    (self.RELEASE_CANCELLED, (i, worker_id, now, CANCELLED)),
                     (q.RELEASE, (i, worker_id)),
                 )
             ]
@@ -252,8 +273,8 @@ class SqlStore(abc.ABC):
         now = self._clock()
         cancelled, failed, queued, requeued = await self._execute_all(
             [
-                (q.RESCUE_CANCELLED, (now, CANCELLED)),
-                (q.RESCUE_FAIL, (now, max_deliveries)),
+                (self.RESCUE_CANCELLED, (now, CANCELLED)),
+                (self.RESCUE_FAIL, (now, max_deliveries)),
                 (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.RESCUE_REQUEUE, (now,)),
             ]
@@ -284,7 +305,7 @@ class SqlStore(abc.ABC):
         now = self._clock()
         failed, queued, marked = await self._execute_all(
             [
-                (q.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
+                (self.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
                 (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.CANCEL_RUNNING, (now, owner, request_id)),
             ]
@@ -458,6 +479,17 @@ class SqlStore(abc.ABC):
             await self._execute(q.WEBHOOK_ENABLE, owner, url)
         self._queued(len(rows))
         return bool(rows)
+
+    # ---- usage
+
+    async def usage(
+        self, owner: str | None, first_day: str, last_day: str, group_by: UsageGrouping = None
+    ) -> list[UsageRow]:
+        keys = usage_keys(owner is None, group_by)
+        rows = await self._read(
+            q.USAGE_REPORTS[keys, owner is not None], owner, first_day, last_day
+        )
+        return [usage_from_row(keys, r) for r in rows]
 
     # ---- watching
 

@@ -20,6 +20,8 @@ from chatq.domain import (
     QueueDepth,
     Summary,
     TextPiece,
+    UsageGrouping,
+    UsageRow,
     WebhookSecrets,
 )
 from chatq.store.feed import Watch
@@ -175,6 +177,14 @@ class Store(Protocol):
     async def replay_delivery(self, ident: str) -> bool:
         """Make a delivery (by webhook-id or request id) due again at once, with a new
         horizon, and its URL enabled again; False if there is no such delivery."""
+
+    # usage: written by every terminal transition, in its transaction (never on read)
+    async def usage(
+        self, owner: str | None, first_day: str, last_day: str, group_by: UsageGrouping = None
+    ) -> list[UsageRow]:
+        """Sums of the requests that finished from first_day to last_day (YYYY-MM-DD, UTC,
+        inclusive), of owner (None: of every owner, by owner), per day and model (group_by
+        "day": per day; "model": per model), ordered by those keys."""
 
     # watching: one feed per process, fed by the database's notifications or by polling
     def watch(self, request_id: str) -> AbstractContextManager[Watch]:

@@ -13,14 +13,15 @@ SECRET_INSERT = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (nam
 SECRET_GET = "SELECT value FROM meta WHERE name = $1"
 
 KEY_INSERT = """
-INSERT INTO api_keys (id, name, owner, secret_hash, created_at, webhook_url)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO api_keys (id, name, owner, secret_hash, created_at, webhook_url, admin)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 KEY_HOLDER = """
-SELECT owner, webhook_url FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+SELECT owner, webhook_url, admin FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
 """
 KEY_LIST = """
-SELECT id, name, owner, created_at, revoked_at, webhook_url FROM api_keys ORDER BY created_at, id
+SELECT id, name, owner, created_at, revoked_at, webhook_url, admin FROM api_keys
+ORDER BY created_at, id
 """
 # keys update: by id or by name, live keys only; the owners whose default changed.
 KEY_SET_WEBHOOK = """
@@ -274,3 +275,39 @@ INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) 
 WEBHOOK_SECRET_ROTATE = """
 UPDATE webhook_secrets SET previous = secret, secret = $2, rotated_at = $3 WHERE owner = $1
 """
+
+# ---- usage (issue 14)
+
+# The usage table is written by the terminal transitions themselves (SQLite: a trigger,
+# migration 0005; PostgreSQL: the transitions' own statements, postgres/queries.py). These
+# read it: the sums over a range of days ($2..$3, YYYY-MM-DD, inclusive) for one owner ($1)
+# or for every owner, grouped by the keys a report names, in their order.
+USAGE_SUMS = """
+sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost)
+"""
+
+
+def _usage_report(keys: tuple[str, ...], one_owner: bool) -> str:
+    by = ", ".join(keys)
+    owner = "owner = $1" if one_owner else "CAST($1 AS text) IS NULL"
+    return f"""
+SELECT {by}, {USAGE_SUMS} FROM usage
+WHERE {owner} AND day >= $2 AND day <= $3
+GROUP BY {by} ORDER BY {by}
+"""
+
+
+# By the keys of a report (some of owner, day, model, in that order) and whether it is one
+# owner's.
+USAGE_REPORTS: dict[tuple[tuple[str, ...], bool], str] = {
+    (keys, one_owner): _usage_report(keys, one_owner)
+    for keys in (
+        ("day", "model"),
+        ("day",),
+        ("model",),
+        ("owner", "day", "model"),
+        ("owner", "day"),
+        ("owner", "model"),
+    )
+    for one_owner in (True, False)
+}

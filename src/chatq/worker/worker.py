@@ -147,6 +147,7 @@ class Worker:
             del self._progress[job.id]
         try:
             if isinstance(outcome, dict):
+                outcome = self.backends.priced(job.model, outcome)
                 recorded = await self._completions.write((job.id, outcome))
             else:
                 recorded = await self.store.fail(job.id, self.id, outcome)

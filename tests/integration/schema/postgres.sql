@@ -1,3 +1,4 @@
+column api_keys.admin boolean not null default false
 column api_keys.created_at double precision not null
 column api_keys.id text not null
 column api_keys.name text not null
@@ -35,6 +36,14 @@ column requests.webhook_url text
 column schema_migrations.applied_at double precision not null
 column schema_migrations.name text not null
 column schema_migrations.version integer not null
+column usage.completion_tokens bigint not null
+column usage.cost double precision not null
+column usage.day text not null
+column usage.model text not null
+column usage.owner text not null
+column usage.prompt_tokens bigint not null
+column usage.requests bigint not null
+column usage.total_tokens bigint not null
 column webhook_attempts.at double precision not null
 column webhook_attempts.attempt integer not null
 column webhook_attempts.error text
@@ -68,6 +77,7 @@ constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::
 constraint requests PRIMARY KEY (seq)
 constraint requests UNIQUE (id)
 constraint schema_migrations PRIMARY KEY (version)
+constraint usage PRIMARY KEY (owner, day, model)
 constraint webhook_attempts PRIMARY KEY (request_id, attempt)
 constraint webhook_deliveries CHECK ((status = ANY (ARRAY['PENDING'::text, 'DELIVERED'::text, 'FAILED'::text])))
 constraint webhook_deliveries PRIMARY KEY (id)
@@ -94,6 +104,7 @@ index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)
 index CREATE UNIQUE INDEX requests_owner_idempotency ON public.requests USING btree (owner, idempotency_key) WHERE (idempotency_key IS NOT NULL)
 index CREATE UNIQUE INDEX requests_pkey ON public.requests USING btree (seq)
 index CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+index CREATE UNIQUE INDEX usage_pkey ON public.usage USING btree (owner, day, model)
 index CREATE UNIQUE INDEX webhook_attempts_pkey ON public.webhook_attempts USING btree (request_id, attempt)
 index CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (id)
 index CREATE UNIQUE INDEX webhook_deliveries_request_id_key ON public.webhook_deliveries USING btree (request_id)

@@ -1,5 +1,7 @@
+-- trigger requests_usage
+CREATE TRIGGER requests_usage AFTER UPDATE OF status ON requests FOR EACH ROW WHEN OLD.status IN ('CREATED', 'IN_PROGRESS') AND NEW.status IN ('COMPLETED', 'FAILED') BEGIN INSERT INTO usage (owner, day, model, requests, prompt_tokens, completion_tokens, total_tokens, cost) SELECT NEW.owner, date(coalesce(NEW.completed_at, NEW.failed_at), 'unixepoch'), NEW.model, 1, CASE WHEN json_type(r, '$.usage.prompt_tokens') IN ('integer', 'real') THEN CAST(max(0, min(json_extract(r, '$.usage.prompt_tokens'), 2147483647)) AS INTEGER) ELSE 0 END, CASE WHEN json_type(r, '$.usage.completion_tokens') IN ('integer', 'real') THEN CAST(max(0, min(json_extract(r, '$.usage.completion_tokens'), 2147483647)) AS INTEGER) ELSE 0 END, CASE WHEN json_type(r, '$.usage.total_tokens') IN ('integer', 'real') THEN CAST(max(0, min(json_extract(r, '$.usage.total_tokens'), 2147483647)) AS INTEGER) ELSE 0 END, CASE WHEN json_type(r, '$.usage.cost.total_cost') IN ('integer', 'real') THEN json_extract(r, '$.usage.cost.total_cost') ELSE 0.0 END FROM (SELECT CASE WHEN json_valid(NEW.response) THEN NEW.response END AS r) WHERE true ON CONFLICT (owner, day, model) DO UPDATE SET requests = usage.requests + excluded.requests, prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens, completion_tokens = usage.completion_tokens + excluded.completion_tokens, total_tokens = usage.total_tokens + excluded.total_tokens, cost = usage.cost + excluded.cost; END;
 -- table api_keys
-CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL , webhook_url TEXT) STRICT;
+CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL , webhook_url TEXT, admin INTEGER NOT NULL DEFAULT 0) STRICT;
 -- table meta
 CREATE TABLE meta ( name TEXT PRIMARY KEY, value BLOB NOT NULL ) STRICT;
 -- table request_text
@@ -8,6 +10,8 @@ CREATE TABLE request_text ( request_id TEXT NOT NULL, run INTEGER NOT NULL, star
 CREATE TABLE requests ( seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('CREATED', 'IN_PROGRESS', 'COMPLETED', 'FAILED')), request TEXT NOT NULL, request_hash TEXT NOT NULL, idempotency_key TEXT, created_at REAL NOT NULL, started_at REAL, completed_at REAL, failed_at REAL, response TEXT, error_message TEXT, deliveries INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires_at REAL , runs INTEGER NOT NULL DEFAULT 0, stream INTEGER NOT NULL DEFAULT 0, cancel_requested_at REAL, webhook_url TEXT) STRICT;
 -- table schema_migrations
 CREATE TABLE schema_migrations ( version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL ) STRICT;
+-- table usage
+CREATE TABLE usage ( owner TEXT NOT NULL, day TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL, cost REAL NOT NULL, PRIMARY KEY (owner, day, model) ) STRICT, WITHOUT ROWID;
 -- table webhook_attempts
 CREATE TABLE webhook_attempts ( request_id TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER, error TEXT, PRIMARY KEY (request_id, attempt) ) STRICT, WITHOUT ROWID;
 -- table webhook_deliveries

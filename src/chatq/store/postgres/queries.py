@@ -1,5 +1,6 @@
 """The PostgreSQL dialect's own statements, under the names SQLite's use for the same verbs."""
 
+from chatq.store import queries as shared
 from chatq.store.queries import (
     CLAIMED_COLUMNS,
     DELIVERY_COLUMNS,
@@ -69,6 +70,25 @@ SELECT id, status, runs, (
 FROM requests r WHERE id = ANY($1::text[])
 """
 
+# Usage (migration 0005): an upsert of the sums of a CTE `finished` that holds the rows a
+# terminal transition moved (owner, model, at: the transition's time, and the tokens and
+# cost), one row per (owner, day, model), in key order: concurrent workers take the usage
+# rows' locks in one order, so they cannot deadlock on them.
+USAGE_ADD = """
+INSERT INTO usage AS u
+    (owner, day, model, requests, prompt_tokens, completion_tokens, total_tokens, cost)
+SELECT owner, to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), model, count(*),
+       sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost)
+FROM finished
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (owner, day, model) DO UPDATE SET
+    requests = u.requests + excluded.requests,
+    prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = u.completion_tokens + excluded.completion_tokens,
+    total_tokens = u.total_tokens + excluded.total_tokens,
+    cost = u.cost + excluded.cost
+"""
+
 # Joined on the ids alone; the plans seen hash this worker's leased rows against the batch.
 # Do not add `r.id = ANY($2)`: after five runs PostgreSQL switches to a generic plan that
 # guesses 10 ids, and with that clause it re-scanned the unnest for every row (256 x 256),
@@ -76,24 +96,52 @@ FROM requests r WHERE id = ANY($1::text[])
 # pgqueuer's (test_postgres_plans.py).
 # The webhook deliveries of the completed requests are queued by the same statement (the
 # outbox, store/queries.py WEBHOOK_ENQUEUE), so in the same transaction; each id comes back
-# with whether it queued one.
+# with whether it queued one. Their usage is counted by it too, from the rows it moved
+# (none for a result whose guard failed): $5..$8 are each result's tokens and cost, read
+# from its response by the store (rows.accounted_usage).
 COMPLETE_MANY = f"""
 WITH finished AS (
     UPDATE requests AS r
     SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
         lease_expires_at = NULL
-    FROM unnest($2::text[], $3::text[]) AS done(id, response)
+    FROM unnest(
+        $2::text[], $3::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::float8[]
+    ) AS done(id, response, prompt_tokens, completion_tokens, total_tokens, cost)
     WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
-    RETURNING r.id, r.owner, r.webhook_url
+    RETURNING r.id, r.owner, r.model, r.webhook_url, r.completed_at AS at, done.prompt_tokens,
+        done.completion_tokens, done.total_tokens, done.cost
 ), queued AS (
 {OUTBOX_INSERT}
     SELECT {OUTBOX_ID}, id, owner, webhook_url,
            'async_chat_completion.completed', $1, 'PENDING', 0, $1, $1
     FROM finished WHERE webhook_url IS NOT NULL
     ON CONFLICT (id) DO NOTHING
-)
+), counted AS ({USAGE_ADD})
 SELECT id, webhook_url IS NOT NULL FROM finished
 """
+
+
+def counted(transition: str) -> str:
+    """A transition to FAILED (a guarded UPDATE of requests) that counts the requests it
+    failed in usage, in the same statement. A FAILED request has no response, so no tokens.
+    It returns a row per request failed, so its command tag ('SELECT n') says how many, as
+    the UPDATE's own would."""
+    return f"""
+WITH finished AS (
+{transition.strip()}
+    RETURNING owner, model, failed_at AS at, 0 AS prompt_tokens, 0 AS completion_tokens,
+        0 AS total_tokens, 0.0 AS cost
+), counted AS ({USAGE_ADD})
+SELECT 1 FROM finished
+"""
+
+
+# The transitions to FAILED, each counting what it failed (SQLite's run as they are).
+FAIL = counted(shared.FAIL)
+RELEASE_CANCELLED = counted(shared.RELEASE_CANCELLED)
+RESCUE_CANCELLED = counted(shared.RESCUE_CANCELLED)
+RESCUE_FAIL = counted(shared.RESCUE_FAIL)
+CANCEL_WAITING = counted(shared.CANCEL_WAITING)
 
 # Up to $4 due deliveries, oldest due first, at most $6 of an owner less what $5 (a JSON
 # object, owner to count) says this worker has in flight for it. The owners come from a skip

@@ -19,7 +19,7 @@ from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
 from chatq.store.errors import IdempotencyConflict, StoreUnavailable, UnstorableRequest
 from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
-from chatq.store.rows import dumps, job_from_row
+from chatq.store.rows import accounted_usage, dumps, job_from_row
 
 log = logging.getLogger("chatq.store.postgres")
 
@@ -53,6 +53,11 @@ class PostgresStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    FAIL = q.FAIL
+    RELEASE_CANCELLED = q.RELEASE_CANCELLED
+    RESCUE_CANCELLED = q.RESCUE_CANCELLED
+    RESCUE_FAIL = q.RESCUE_FAIL
+    CANCEL_WAITING = q.CANCEL_WAITING
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
@@ -202,7 +207,20 @@ class PostgresStore(SqlStore):
             return set()
         ids = [request_id for request_id, _ in results]
         bodies = [dumps(response) for _, response in results]
-        rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
+        prompt, completion, total, cost = zip(
+            *(accounted_usage(response) for _, response in results), strict=True
+        )
+        rows = await self._write(
+            q.COMPLETE_MANY,
+            self._clock(),
+            ids,
+            bodies,
+            worker_id,
+            list(prompt),
+            list(completion),
+            list(total),
+            list(cost),
+        )
         self._queued(sum(1 for r in rows if r[1]))
         return {str(r[0]) for r in rows}
 

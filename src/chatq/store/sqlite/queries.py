@@ -4,6 +4,7 @@ Placeholders are written $1 like the shared statements (store/queries.py); the s
 them as SQLite's ?1.
 """
 
+from chatq.store import queries as shared
 from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
 
 CREATE_MIGRATIONS_TABLE = """
@@ -44,6 +45,14 @@ SELECT id, status, runs, (
 )
 FROM requests r WHERE id IN (SELECT value FROM json_each($1))
 """
+
+# The terminal transitions: their usage is counted by the trigger of migration 0005, which
+# fires for each row they move, in their transaction.
+FAIL = shared.FAIL
+RELEASE_CANCELLED = shared.RELEASE_CANCELLED
+RESCUE_CANCELLED = shared.RESCUE_CANCELLED
+RESCUE_FAIL = shared.RESCUE_FAIL
+CANCEL_WAITING = shared.CANCEL_WAITING
 
 # One result per statement, all of a batch in one transaction.
 COMPLETE_MANY = """

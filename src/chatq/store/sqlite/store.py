@@ -85,6 +85,11 @@ class SqliteStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    FAIL = q.FAIL
+    RELEASE_CANCELLED = q.RELEASE_CANCELLED
+    RESCUE_CANCELLED = q.RESCUE_CANCELLED
+    RESCUE_FAIL = q.RESCUE_FAIL
+    CANCEL_WAITING = q.CANCEL_WAITING
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
