@@ -170,3 +170,17 @@ class WebhookDelivery(BaseModel):
     next_attempt_at: int | None = Field(None, description="Unix timestamp of the next try.")
     last_error: str | None = None
     attempts: list[WebhookAttempt]
+
+
+class Model(BaseModel):
+    """A model this server routes, as OpenAI's model list names one."""
+
+    id: str = Field(description="The name to send as a request's model.")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix timestamp of when this API process started.")
+    owned_by: str = Field(description="The name of the configured backend that serves it.")
+
+
+class ListModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
