@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import chatq
 from chatq.config import OPTIONS, ConfigError, Settings, build_settings
 from chatq.domain import UsageRow, utc_day
 from chatq.keys import create_key
+from chatq.logs import configure_logging
 from chatq.store import (
     DatabaseMissing,
     Store,
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = build_settings(vars(args), os.environ)
-        _configure_logging(settings)
+        configure_logging(settings.log_level_number, settings.log_format)
         return asyncio.run(_run(args, settings))
     except (ConfigError, UnsupportedDatabase, DatabaseMissing) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
@@ -154,17 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level_number,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # uvicorn's start-up lines repeat what chatq says itself (the listen address, once);
-    # its warnings and errors still show.
-    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, settings.log_level_number))
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from chatq.backends.registry import BACKEND_TYPES
+from chatq.logs import LogFormat
 
 
 class ConfigError(Exception):
@@ -167,6 +168,11 @@ class Settings(_Strict):
     log_level: str = Field(
         default="info", description="least severe log lines shown: " + ", ".join(LOG_LEVELS)
     )
+    log_format: LogFormat = Field(
+        default="text",
+        description="text, or json: one JSON object a line (time, level, logger, message, "
+        "and request_id on lines about a request)",
+    )
     access_log: bool = Field(default=False, description="log a line per HTTP request")
     metrics_require_key: bool = Field(
         default=False, description="GET /metrics answers only a request with a valid API key"
@@ -193,6 +199,11 @@ class Settings(_Strict):
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return value.lower()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("backends")
     @classmethod
@@ -242,6 +253,7 @@ OPTIONS = (
     Option("database", "CHATQ_DATABASE_URL", "database_url", EVERY),
     Option("config", "CHATQ_CONFIG", "config_path", EVERY),
     Option("log-level", "CHATQ_LOG_LEVEL", "log_level", EVERY),
+    Option("log-format", "CHATQ_LOG_FORMAT", "log_format", EVERY),
     Option("host", "CHATQ_HOST", "host", HTTP),
     Option("port", "CHATQ_PORT", "port", HTTP, int),
     Option("access-log", "CHATQ_ACCESS_LOG", "access_log", HTTP, None),

@@ -101,9 +101,9 @@ def server(
 
 
 @contextmanager
-def serving(dialect: str, workdir: Path, config: Path) -> Iterator[ChatqServer]:
-    """`chatq serve` on a fresh database of dialect with config, until the block ends; it must
-    then stop cleanly."""
+def serving(dialect: str, workdir: Path, config: Path, *args: str) -> Iterator[ChatqServer]:
+    """`chatq serve` on a fresh database of dialect with config (and any further args), until
+    the block ends; it must then stop cleanly."""
     with database_url(dialect, workdir) as url:
         proc = ChatqServer(
             workdir,
@@ -111,6 +111,7 @@ def serving(dialect: str, workdir: Path, config: Path) -> Iterator[ChatqServer]:
             url,
             "--config",
             str(config),
+            *args,
             env={"FAKE_UPSTREAM_KEY": UPSTREAM_KEY},
         )
         proc.start()

@@ -18,6 +18,18 @@ def test_exact_names_beat_globs_and_first_glob_wins() -> None:
     assert table.models() == ["sonar*", "x", "sonar-pro", "*"]
 
 
+def test_named_lists_exact_names_with_the_backend_that_routes_them() -> None:
+    table = ModelTable(
+        [
+            BackendConfig(name="a", type="echo", models=("sonar*", "x", "y")),
+            BackendConfig(name="b", type="echo", models=("y", "z", "*")),
+        ]
+    )
+    # Patterns name no model; a name two backends list is routed (and listed) by the first.
+    assert table.named() == {"x": "a", "y": "a", "z": "b"}
+    assert list(table.named()) == ["x", "y", "z"]
+
+
 def test_unrouted_model_routes_to_none() -> None:
     table = ModelTable([BackendConfig(name="a", type="echo", models=("echo",))])
     assert table.route("Echo") is None

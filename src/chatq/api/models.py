@@ -189,3 +189,17 @@ class UsageRecord(BaseModel):
 
 class UsageResponse(BaseModel):
     data: list[UsageRecord]
+
+
+class Model(BaseModel):
+    """A model this server routes, as OpenAI's model list names one."""
+
+    id: str = Field(description="The name to send as a request's model.")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix timestamp of when this API process started.")
+    owned_by: str = Field(description="The name of the configured backend that serves it.")
+
+
+class ListModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

@@ -54,6 +54,11 @@ class ModelTable:
         """The names and patterns served, in config order, for error messages and listings."""
         return [pattern for config in self.backends for pattern in config.models]
 
+    def named(self) -> dict[str, str]:
+        """The exact names served, in config order, each with the name of its backend. A
+        pattern names no model a client could pick, so it is left out."""
+        return {model: config.name for model, config in self._exact.items()}
+
 
 def default_backends() -> tuple[BackendConfig, ...]:
     """What serves requests when the config file names no backend: the local model when the

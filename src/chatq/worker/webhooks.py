@@ -26,6 +26,7 @@ import chatq
 from chatq import metrics
 from chatq.config import WebhookSettings
 from chatq.domain import Delivery, DeliveryResult, DeliveryStatus
+from chatq.logs import request_context
 from chatq.races import first_of
 from chatq.store import Store
 from chatq.webhooks import event_body, signature_header
@@ -112,7 +113,11 @@ class Deliverer:
                 wake.cancel()
 
     def _start(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._deliver(delivery), name=f"chatq-webhook-{delivery.id}")
+        task = asyncio.create_task(
+            self._deliver(delivery),
+            name=f"chatq-webhook-{delivery.id}",
+            context=request_context(delivery.request_id),
+        )
         self._in_flight[delivery.id] = task
         self._per_owner[delivery.owner] += 1
 

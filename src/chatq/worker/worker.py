@@ -24,6 +24,7 @@ from chatq.backends.pool import BackendPool
 from chatq.config import WebhookSettings, WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
+from chatq.logs import request_context
 from chatq.races import first_of
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
@@ -105,7 +106,9 @@ class Worker:
                 await first_of(stop, timeout=s.poll_interval_s)
                 continue
             for job in jobs:
-                task = asyncio.create_task(self._execute(job), name=f"chatq-job-{job.id}")
+                task = asyncio.create_task(
+                    self._execute(job), name=f"chatq-job-{job.id}", context=request_context(job.id)
+                )
                 self._running[job.id] = task
                 self._calling.add(job.id)
                 task.add_done_callback(functools.partial(self._finished, job.id))
@@ -273,7 +276,11 @@ class Worker:
                 # one that has its answer records it.
                 if progress is None or progress.cancel_requested or job_id not in self._calling:
                     continue
-                log.info("job %s: cancelled by the client; stopping it", job_id)
+                log.info(
+                    "job %s: cancelled by the client; stopping it",
+                    job_id,
+                    extra={"request_id": job_id},
+                )
                 progress.cancel_requested = True
                 self._running[job_id].cancel()
 
