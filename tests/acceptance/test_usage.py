@@ -117,6 +117,11 @@ def test_usage_per_day_and_model_by_default(priced: ChatqServer) -> None:
             "cost": 0.0,
         }
     ]
+    day = data[0]["date"]
+    with priced.client(secret) as client:
+        assert client.get("/usage", params={"start": day, "end": day}).json()["data"] == data
+        backwards = {"start": day, "end": "2000-01-01"}
+        assert client.get("/usage", params=backwards).json() == {"data": []}, "an empty range"
 
 
 def test_an_admin_key_reads_any_owners_usage_and_no_other_key_does(priced: ChatqServer) -> None:
@@ -150,7 +155,6 @@ def test_an_admin_key_reads_any_owners_usage_and_no_other_key_does(priced: Chatq
     ("params", "status", "error"),
     [
         ({"start": "2026-02-30"}, 400, "start: '2026-02-30' is not a date (YYYY-MM-DD)"),
-        ({"start": "2026-03-02", "end": "2026-03-01"}, 400, "start (2026-03-02) is after end"),
         ({"end": "1767225600"}, 422, "String should match pattern"),
         ({"start": "2026-1-1"}, 422, "String should match pattern"),
         ({"group_by": "week"}, 422, "Input should be 'model' or 'day'"),

@@ -18,6 +18,7 @@ from chatq.domain import utc_day
 # The range a request without start covers: the 30 days that end on its end.
 DEFAULT_DAYS = 30
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
+_DATE: dict[str, object] = {"format": "date"}  # a calendar date: 2026-02-30 fits the pattern
 
 usage_routes = APIRouter(tags=["usage"])
 
@@ -29,7 +30,8 @@ usage_routes = APIRouter(tags=["usage"])
     description="Requests, tokens and cost of the caller's requests that finished (COMPLETED "
     "or FAILED) from start to end, inclusive: per UTC day and model, or per day "
     "(group_by=day) or per model (group_by=model) over the range. Counted once, when each "
-    "request finished; kept when requests are deleted or purged.",
+    "request finished; kept when requests are deleted or purged. A start after end is an "
+    "empty range.",
     response_model=UsageResponse,
     responses=error_responses(400, 401, 403),
     openapi_extra=SECURED,
@@ -40,11 +42,17 @@ async def get_usage(
         str | None,
         Query(
             pattern=_DAY,
+            json_schema_extra=_DATE,
             description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS - 1} days before end).",
         ),
     ] = None,
     end: Annotated[
-        str | None, Query(pattern=_DAY, description="Last UTC day, YYYY-MM-DD (default: today).")
+        str | None,
+        Query(
+            pattern=_DAY,
+            json_schema_extra=_DATE,
+            description="Last UTC day, YYYY-MM-DD (default: today).",
+        ),
     ] = None,
     group_by: Annotated[
         Literal["model", "day"] | None,
@@ -64,10 +72,12 @@ async def get_usage(
         raise ApiError(403, "only an admin key may read another owner's usage")
     last = _day("end", end) if end is not None else date.fromisoformat(utc_day(time.time()))
     first = _day("start", start) if start is not None else last - timedelta(DEFAULT_DAYS - 1)
-    if first > last:
-        raise ApiError(400, f"start ({first}) is after end ({last})")
-    rows = await caller.ctx.store.usage(
-        owner or caller.owner, first.isoformat(), last.isoformat(), group_by
+    rows = (
+        []
+        if first > last
+        else await caller.ctx.store.usage(
+            owner or caller.owner, first.isoformat(), last.isoformat(), group_by
+        )
     )
     return JSONResponse(
         {
