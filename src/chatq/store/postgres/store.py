@@ -53,6 +53,7 @@ class PostgresStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
@@ -166,13 +167,14 @@ class PostgresStore(SqlStore):
         )
         streams = [n.stream for n in news]
         hooks = [n.webhook_url for n in news]
+        metadata = [None if n.metadata is None else dumps(n.metadata) for n in news]
         named = [n for n in news if n.webhook_named]
         async with self._connection() as conn:
             if named:  # named again: URLs that a 410 disabled are enabled again
                 await conn.execute(
                     q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
                 )
-            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks)
+            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks, metadata)
             inserted = {job.id: job for job in map(job_from_row, rows)}
             outcomes: list[SubmitOutcome] = []
             for new in news:

@@ -85,6 +85,7 @@ class SqliteStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
@@ -196,6 +197,7 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         now,
         new.stream,
         new.webhook_url,
+        None if new.metadata is None else dumps(new.metadata),
     )
     if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
         _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
