@@ -13,6 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 JSON = dict[str, Any]
+Metadata = dict[str, str]  # a request's metadata: the client's labels, string to string
+
+# What metadata may hold: a bounded label set, not a second request body.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
 
 
 CANCELLED = "cancelled by the client"  # the error_message of a cancelled request
@@ -39,6 +45,7 @@ class NewRequest:
     # The create named webhook_url itself: that sets the URL again for its owner, so a URL
     # disabled by a 410 is enabled again.
     webhook_named: bool = False
+    metadata: Metadata | None = None  # the client's labels, returned and filtered on, never sent
 
     @property
     def stream(self) -> bool:
@@ -52,6 +59,7 @@ class NewRequest:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         webhook_named: bool = False,
+        metadata: Metadata | None = None,
     ) -> NewRequest:
         """A new request with a fresh id, for request["model"]."""
         return cls(
@@ -64,6 +72,7 @@ class NewRequest:
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
             webhook_named=webhook_named and webhook_url is not None,
+            metadata=metadata or None,
         )
 
 
@@ -79,6 +88,38 @@ class Summary:
     started_at: float | None
     completed_at: float | None
     failed_at: float | None
+    metadata: Metadata  # empty if none was given
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """What a list page is narrowed to: every part given must match; the default, nothing."""
+
+    statuses: frozenset[Status] = frozenset()  # any of these (empty: any status)
+    model: str | None = None
+    created_after: float | None = None  # created_at >= this
+    created_before: float | None = None  # created_at < this
+    metadata: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, each must match, sorted
+
+    @property
+    def empty(self) -> bool:
+        return self == NO_FILTER
+
+    def scope(self) -> bytes:
+        """The filter in canonical form (b"" for none): a next_token is bound to it."""
+        if self.empty:
+            return b""
+        canonical = {
+            "status": sorted(self.statuses),
+            "model": self.model,
+            "created_after": self.created_after,
+            "created_before": self.created_before,
+            "metadata": [list(pair) for pair in self.metadata],
+        }
+        return json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+NO_FILTER = ListFilter()
 
 
 @dataclass(frozen=True, slots=True)

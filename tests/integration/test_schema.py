@@ -36,6 +36,7 @@ MIGRATIONS = [
     "0003_webhooks",
     "0004_webhook_claims",
     "0005_usage_and_admin",
+    "0006_metadata_and_filters",
 ]
 RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
 

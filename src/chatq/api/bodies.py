@@ -1,6 +1,6 @@
 """The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
 Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}, and
-chatq's webhook_url, which is taken out of it).
+chatq's webhook_url and metadata, which are taken out of it).
 
 Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
 cannot tell this body from one FastAPI parsed."""
@@ -15,7 +15,11 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
+from chatq.api.models import (
+    ApiChatCompletionsRequest,
+    AsyncApiChatCompletionsRequest,
+    ChatqCreateFields,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,26 +34,32 @@ async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
     body = await json_body(http)
     if isinstance(body, dict) and "request" not in body:
         if "model" in body or "messages" in body:
-            # webhook_url is chatq's, never the model's: taken out, so it is not sent upstream.
-            webhook_url = body.pop("webhook_url", None)
-            if webhook_url is not None and not isinstance(webhook_url, str):
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "string_type",
-                            "loc": ("body", "webhook_url"),
-                            "msg": "Input should be a valid string",
-                            "input": webhook_url,
-                        }
-                    ]
-                )
-            return AsyncApiChatCompletionsRequest(
-                request=validated(ApiChatCompletionsRequest, body), webhook_url=webhook_url
-            )
+            return _flat(body)
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body", "request"), "msg": EXPECTED_SHAPE, "input": body}]
         )
     return validated(AsyncApiChatCompletionsRequest, body)
+
+
+def _flat(body: dict[str, Any]) -> AsyncApiChatCompletionsRequest:
+    """The flat form: chatq's own fields are chatq's, never the model's: taken out, so they
+    are not sent upstream. Every error of either part is reported, as FastAPI would."""
+    own = {name: body.pop(name) for name in ChatqCreateFields.model_fields if name in body}
+    errors: list[Any] = []
+    parts: list[BaseModel] = []
+    for model, part in ((ApiChatCompletionsRequest, body), (ChatqCreateFields, own)):
+        try:
+            parts.append(validated(model, part))
+        except RequestValidationError as exc:
+            errors.extend(exc.errors())
+    if errors:
+        raise RequestValidationError(errors)
+    request, fields = parts
+    assert isinstance(request, ApiChatCompletionsRequest)
+    assert isinstance(fields, ChatqCreateFields)
+    return AsyncApiChatCompletionsRequest.model_construct(
+        request=request, webhook_url=fields.webhook_url, metadata=fields.metadata
+    )
 
 
 def chat_body(body: Any) -> ApiChatCompletionsRequest:

@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+
+from chatq.domain import MAX_METADATA_KEY, MAX_METADATA_PAIRS, MAX_METADATA_VALUE
 
 MAX_IDEMPOTENCY_KEY = 256
 # Stored as text columns, which PostgreSQL cannot give a NUL character.
 NO_NUL = r"^[^\x00]*$"
+
+
+# The pattern also refuses a lone surrogate (JSON's "\\ud800": no character, so no database
+# could match it), as string_unicode.
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY, pattern=NO_NUL)
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE, pattern=NO_NUL)]
+# Written out: pydantic would state the key's pattern as patternProperties, which leaves a
+# key that breaks it unconstrained (and schema-valid) instead of refused.
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_METADATA_PAIRS,
+    "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY, "pattern": NO_NUL},
+    "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE, "pattern": NO_NUL},
+}
+RequestMetadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(max_length=MAX_METADATA_PAIRS),
+    WithJsonSchema(
+        {
+            **METADATA_SCHEMA,
+            "description": f"Your labels for the request: up to {MAX_METADATA_PAIRS} pairs, "
+            f"keys of 1 to {MAX_METADATA_KEY} characters, string values of up to "
+            f"{MAX_METADATA_VALUE}. Returned on get and list, and filtered on with "
+            "metadata.KEY=VALUE; never sent to the model.",
+        }
+    ),
+]
+WebhookUrl = Annotated[
+    str | None,
+    Field(
+        description="chatq POSTs the signed async_chat_completion.completed or .failed event "
+        "here when the request ends (default: the API key's webhook, if it has one). An http "
+        "or https URL; anything else is a 400 invalid_webhook_url.",
+    ),
+]
 
 
 class ChatMessage(BaseModel):
@@ -45,12 +84,16 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         pattern=NO_NUL,
         description="Replays with the same key and request return the same object.",
     )
-    webhook_url: str | None = Field(
-        default=None,
-        description="chatq POSTs the signed async_chat_completion.completed or .failed event "
-        "here when the request ends (default: the API key's webhook, if it has one). An http "
-        "or https URL; anything else is a 400 invalid_webhook_url.",
-    )
+    webhook_url: WebhookUrl = None
+    metadata: RequestMetadata | None = None
+
+
+class ChatqCreateFields(BaseModel):
+    """chatq's own fields of a flat create body (the chat request itself): taken out of it,
+    never sent to the model."""
+
+    webhook_url: WebhookUrl = None
+    metadata: RequestMetadata | None = None
 
 
 class AsyncProcessingStatus(enum.StrEnum):
@@ -118,6 +161,9 @@ class AsyncApiChatCompletionsResponseSummary(BaseModel):
     failed_at: int | None = Field(None, description="Unix timestamp of when processing failed.")
     model: str
     status: AsyncProcessingStatus
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The metadata given on create ({} if none)."
+    )
 
 
 class AsyncApiChatCompletionsResponse(AsyncApiChatCompletionsResponseSummary):

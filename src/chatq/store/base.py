@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from chatq.domain import (
     CANCELLED,
     JSON,
+    NO_FILTER,
     ApiKey,
     ClaimedJob,
     Delivery,
@@ -27,6 +28,7 @@ from chatq.domain import (
     DeliveryStatus,
     Job,
     KeyHolder,
+    ListFilter,
     NewRequest,
     QueueDepth,
     Status,
@@ -80,6 +82,7 @@ class SqlStore(abc.ABC):
     RESCUE_CANCELLED: ClassVar[str]
     RESCUE_FAIL: ClassVar[str]
     CANCEL_WAITING: ClassVar[str]
+    METADATA_MATCH: ClassVar[str]  # metadata holds the pair ({key}, {value}): list filters
     MIGRATIONS_PACKAGE: ClassVar[str]
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -204,8 +207,11 @@ class SqlStore(abc.ABC):
         return job_from_row(rows[0]) if rows else None
 
     async def list_page(
-        self, owner: str, limit: int, before_seq: int | None
+        self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER
     ) -> tuple[list[Summary], bool]:
+        if not narrowed.empty:
+            sql, args = q.filtered_list(owner, narrowed, before_seq, limit, self.METADATA_MATCH)
+            return page_from_rows(await self._read(sql, *args), limit)
         if before_seq is None:
             rows = await self._read(q.LIST_FIRST_PAGE, owner, limit + 1)
         else:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from chatq.domain import (
     JSON,
+    NO_FILTER,
     ApiKey,
     ClaimedJob,
     Delivery,
@@ -16,6 +17,7 @@ from chatq.domain import (
     DeliveryResult,
     Job,
     KeyHolder,
+    ListFilter,
     NewRequest,
     QueueDepth,
     Summary,
@@ -71,9 +73,10 @@ class Store(Protocol):
     async def get(self, owner: str, request_id: str) -> Job | None: ...
 
     async def list_page(
-        self, owner: str, limit: int, before_seq: int | None
+        self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER
     ) -> tuple[list[Summary], bool]:
-        """Newest first, strictly older than before_seq; (page, more rows exist)."""
+        """Newest first, strictly older than before_seq, only those that match narrowed (by
+        default, all); (page, more such rows exist)."""
 
     # requests, as workers see them
     async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedJob]:

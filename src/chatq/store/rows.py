@@ -19,6 +19,7 @@ from chatq.domain import (
     DeliveryRecord,
     DeliveryStatus,
     Job,
+    Metadata,
     Status,
     Summary,
     UsageRow,
@@ -31,8 +32,9 @@ MAX_ACCOUNTED_TOKENS = 2**31 - 1
 
 def summary_values(
     row: Any,
-) -> tuple[int, str, str, Status, float, float | None, float | None, float | None]:
-    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7])
+) -> tuple[int, str, str, Status, float, float | None, float | None, float | None, Metadata]:
+    metadata: Metadata = orjson.loads(row[8]) if row[8] is not None else {}
+    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7], metadata)
 
 
 def summary_from_row(row: Any) -> Summary:
@@ -46,9 +48,9 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 
 def job_from_row(row: Any) -> Job:
-    response = json.loads(row[10]) if row[10] is not None else None
+    response = json.loads(row[11]) if row[11] is not None else None
     return Job(
-        *summary_values(row), row[8], row[9], response, row[11], row[12], bool(row[13]), row[14]
+        *summary_values(row), row[9], row[10], response, row[12], row[13], bool(row[14]), row[15]
     )
 
 

@@ -22,6 +22,7 @@ column requests.id text not null
 column requests.idempotency_key text
 column requests.lease_expires_at double precision
 column requests.lease_owner text
+column requests.metadata text
 column requests.model text not null
 column requests.owner text not null
 column requests.request text not null
@@ -93,6 +94,7 @@ index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lea
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
+index CREATE INDEX requests_owner_status_seq ON public.requests USING btree (owner, status, seq)
 index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (status = 'CREATED'::text)
 index CREATE INDEX webhook_deliveries_created ON public.webhook_deliveries USING btree (created_at)
 index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (owner, next_attempt_at, id) WHERE (status = 'PENDING'::text)

@@ -33,16 +33,21 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 SUBMIT = f"""
 INSERT INTO requests
     (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
-     webhook_url)
+     webhook_url, metadata)
 SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
-    webhook_url
+    webhook_url, metadata
 FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
-    $9::text[]
-) AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url)
+    $9::text[], $10::text[]
+) AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
+         metadata)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
+
+# A list filter's metadata.KEY=VALUE (store/queries.py filtered_list). The create route
+# refuses NUL and lone surrogates in metadata, which jsonb could not read.
+METADATA_MATCH = "CAST(metadata AS jsonb) ->> CAST({key} AS text) = CAST({value} AS text)"
 
 # SKIP LOCKED: concurrent workers take disjoint batches instead of queueing on each other.
 # The picked rows are updated by primary key, not joined back to the table: after a burst of

@@ -58,6 +58,7 @@ class PostgresStore(SqlStore):
     RESCUE_CANCELLED = q.RESCUE_CANCELLED
     RESCUE_FAIL = q.RESCUE_FAIL
     CANCEL_WAITING = q.CANCEL_WAITING
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
@@ -179,13 +180,14 @@ class PostgresStore(SqlStore):
         )
         streams = [n.stream for n in news]
         hooks = [n.webhook_url for n in news]
+        metadata = [None if n.metadata is None else dumps(n.metadata) for n in news]
         named = [n for n in news if n.webhook_named]
         async with self._connection() as conn:
             if named:  # named again: URLs that a 410 disabled are enabled again
                 await conn.execute(
                     q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
                 )
-            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks)
+            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks, metadata)
             inserted = {job.id: job for job in map(job_from_row, rows)}
             outcomes: list[SubmitOutcome] = []
             for new in news:

@@ -20,11 +20,16 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 SUBMIT = f"""
 INSERT INTO requests
     (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
-     webhook_url)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9)
+     webhook_url, metadata)
+VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
+
+# A list filter's metadata.KEY=VALUE (store/queries.py filtered_list): any key, unquoted.
+METADATA_MATCH = (
+    "EXISTS (SELECT 1 FROM json_each(metadata) AS m WHERE m.key = {key} AND m.value = {value})"
+)
 
 # One writer at a time: SQLite needs no SKIP LOCKED.
 CLAIM = f"""

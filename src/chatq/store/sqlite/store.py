@@ -90,6 +90,7 @@ class SqliteStore(SqlStore):
     RESCUE_CANCELLED = q.RESCUE_CANCELLED
     RESCUE_FAIL = q.RESCUE_FAIL
     CANCEL_WAITING = q.CANCEL_WAITING
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
@@ -201,6 +202,7 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         now,
         new.stream,
         new.webhook_url,
+        None if new.metadata is None else dumps(new.metadata),
     )
     if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
         _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
