@@ -446,12 +446,12 @@ class SqlStore(abc.ABC):
         )
         if not rows:
             return None
-        row = rows[0]
-        if row[15] is None:  # the owner's first delivery: its secret is made now
+        secret, previous, rotated_at, disabled, *job = rows[0]
+        if secret is None:  # the owner's first delivery: its secret is made now
             secrets = await self.webhook_secrets(delivery.owner)
         else:
-            secrets = WebhookSecrets(row[15], row[16], row[17])
-        return DeliveryContext(job_from_row(row), secrets, bool(row[18]))
+            secrets = WebhookSecrets(secret, previous, rotated_at)
+        return DeliveryContext(job_from_row(job), secrets, bool(disabled))
 
     async def webhook_url_disabled(self, owner: str, url: str) -> bool:
         return bool(await self._read(q.WEBHOOK_DISABLED, owner, url))

@@ -273,8 +273,9 @@ delivered_at, last_error
 # What an attempt needs, in one read: the delivery's request (no row if it is gone), its
 # owner's signing secrets (NULL before their first use) and whether a 410 disabled the URL.
 DELIVERY_CONTEXT = f"""
-SELECT {JOB_COLUMNS}, secret, previous, rotated_at,
-    EXISTS (SELECT 1 FROM webhook_disabled AS w WHERE w.owner = $1 AND w.url = $3)
+SELECT secret, previous, rotated_at,
+    EXISTS (SELECT 1 FROM webhook_disabled AS w WHERE w.owner = $1 AND w.url = $3),
+    {JOB_COLUMNS}
 FROM requests LEFT JOIN webhook_secrets USING (owner)
 WHERE owner = $1 AND id = $2
 """
