@@ -16,12 +16,31 @@ JSON = dict[str, Any]
 
 CANCELLED = "cancelled by the client"  # the error_message of a cancelled request
 
+# A request's priority orders its owner's own waiting requests (higher first); the store's
+# SQLite claim index folds it into one integer with seq, which bounds it.
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+
 
 class Status(enum.StrEnum):
     CREATED = "CREATED"
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the key a request is submitted with allows (None: no limit): at most
+    max_unfinished of its owner's requests CREATED or IN_PROGRESS, and at most rpm requests
+    a minute made with the key."""
+
+    key_id: str
+    max_unfinished: int | None = None
+    rpm: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.max_unfinished is not None or self.rpm is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +57,8 @@ class NewRequest:
     # The create named webhook_url itself: that sets the URL again for its owner, so a URL
     # disabled by a 410 is enabled again.
     webhook_named: bool = False
+    priority: int = 0  # within its owner's waiting requests, higher is claimed first
+    limits: Limits | None = None  # checked by the store as it stores the request
 
     @property
     def stream(self) -> bool:
@@ -51,6 +72,8 @@ class NewRequest:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         webhook_named: bool = False,
+        priority: int = 0,
+        limits: Limits | None = None,
     ) -> NewRequest:
         """A new request with a fresh id, for request["model"]."""
         return cls(
@@ -63,6 +86,8 @@ class NewRequest:
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
             webhook_named=webhook_named and webhook_url is not None,
+            priority=priority,
+            limits=limits if limits is not None and limits.any else None,
         )
 
 
@@ -132,14 +157,21 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     webhook_url: str | None = None  # the default webhook of the requests made with it
+    # Its limits: None, the server's default; 0, none.
+    max_unfinished: int | None = None
+    rpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class KeyHolder:
-    """Who an API key speaks for: its owner, and its default webhook URL."""
+    """Who an API key speaks for: its owner, its default webhook URL, and its limits as the
+    key sets them (None: the server's default; 0: none)."""
 
     owner: str
     webhook_url: str | None
+    key_id: str = ""
+    max_unfinished: int | None = None
+    rpm: int | None = None
 
 
 # ---- webhooks (issue 13)

@@ -25,10 +25,16 @@ def hash_secret(secret: str) -> str:
 
 
 async def create_key(
-    store: Store, name: str, owner: str | None = None, webhook_url: str | None = None
+    store: Store,
+    name: str,
+    owner: str | None = None,
+    webhook_url: str | None = None,
+    max_unfinished: int | None = None,
+    rpm: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for owner (by default, the key's name), with a default webhook URL if given
-    (already checked); returns it with its secret."""
+    (already checked) and its own limits if given (None: the server's default; 0: none);
+    returns it with its secret."""
     key_id, secret = new_api_key()
     key = ApiKey(
         id=key_id,
@@ -37,6 +43,8 @@ async def create_key(
         created_at=time.time(),
         revoked_at=None,
         webhook_url=webhook_url,
+        max_unfinished=max_unfinished,
+        rpm=rpm,
     )
     await store.insert_key(key, hash_secret(secret))
     return key, secret

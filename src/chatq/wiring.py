@@ -70,6 +70,7 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Announce) ->
             TokenCodec(await store.secret("next_token")),
             OwnerCache(settings.key_cache_s),
             EventIds(await store.secret("event_id")),
+            settings.limits,
         )
         lifespan = _worker_lifespan(store, table, settings) if with_worker else None
         app = create_app(context, lifespan, settings.max_request_bytes, settings.access_log)

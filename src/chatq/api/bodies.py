@@ -1,6 +1,6 @@
 """The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
 Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}, and
-chatq's webhook_url, which is taken out of it).
+chatq's webhook_url and priority, which are taken out of it).
 
 Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
 cannot tell this body from one FastAPI parsed."""
@@ -19,6 +19,8 @@ from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsR
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# The fields of the wrapped form beside the request that a flat body may carry too.
+CHATQ_FIELDS = ("webhook_url", "priority")
 EXPECTED_SHAPE = (
     'send {"request": {"model": ..., "messages": [...]}} (Perplexity\'s async body) '
     'or the chat request itself, {"model": ..., "messages": [...]}'
@@ -30,22 +32,11 @@ async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
     body = await json_body(http)
     if isinstance(body, dict) and "request" not in body:
         if "model" in body or "messages" in body:
-            # webhook_url is chatq's, never the model's: taken out, so it is not sent upstream.
-            webhook_url = body.pop("webhook_url", None)
-            if webhook_url is not None and not isinstance(webhook_url, str):
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "string_type",
-                            "loc": ("body", "webhook_url"),
-                            "msg": "Input should be a valid string",
-                            "input": webhook_url,
-                        }
-                    ]
-                )
-            return AsyncApiChatCompletionsRequest(
-                request=validated(ApiChatCompletionsRequest, body), webhook_url=webhook_url
-            )
+            # webhook_url and priority are chatq's, never the model's: taken out, so they are
+            # not sent upstream; checked as the wrapped form's fields (their errors say body.X).
+            ours = {name: body.pop(name) for name in CHATQ_FIELDS if name in body}
+            request = validated(ApiChatCompletionsRequest, body)
+            return validated(AsyncApiChatCompletionsRequest, {"request": request, **ours})
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body", "request"), "msg": EXPECTED_SHAPE, "input": body}]
         )

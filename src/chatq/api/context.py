@@ -8,7 +8,10 @@ from chatq.api.events import EventIds
 from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
+from chatq.config import LimitSettings
 from chatq.store import Store
+
+_NO_LIMITS = LimitSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +21,4 @@ class ApiContext:
     tokens: TokenCodec
     owners: OwnerCache
     event_ids: EventIds
+    limits: LimitSettings = _NO_LIMITS  # for keys that set none of their own

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatq.domain import MAX_PRIORITY, MIN_PRIORITY
+
 MAX_IDEMPOTENCY_KEY = 256
 # Stored as text columns, which PostgreSQL cannot give a NUL character.
 NO_NUL = r"^[^\x00]*$"
@@ -50,6 +52,15 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         description="chatq POSTs the signed async_chat_completion.completed or .failed event "
         "here when the request ends (default: the API key's webhook, if it has one). An http "
         "or https URL; anything else is a 400 invalid_webhook_url.",
+    )
+    priority: int = Field(
+        default=0,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Orders this owner's own waiting requests: higher is started first; "
+        "equal priorities start oldest first. Other owners' requests take turns with yours "
+        f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
     )
 
 

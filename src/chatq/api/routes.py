@@ -125,7 +125,11 @@ def async_routes(prefix: str) -> APIRouter:
         create,
         "create_async_chat_completion",
         summary="Create Async Chat Completion",
-        responses={200: {"links": links}, **error_responses(400, 401, 409), **VALIDATION_ERROR},
+        responses={
+            200: {"links": links},
+            **error_responses(400, 401, 409, 429),
+            **VALIDATION_ERROR,
+        },
         openapi_extra={
             **SECURED,
             "parameters": [IDEMPOTENCY_HEADER, PREFER_HEADER],
@@ -204,7 +208,14 @@ async def create(caller: Authenticated, http: Request) -> JSONResponse:
     body = await create_body(http)
     key = idempotency_key(http, body.idempotency_key)
     job = await submit(
-        caller.ctx, caller.owner, body.request, key, body.webhook_url, caller.webhook_url
+        caller.ctx,
+        caller.owner,
+        body.request,
+        key,
+        body.webhook_url,
+        caller.webhook_url,
+        body.priority,
+        caller.limits,
     )
     wait = preferred_wait(http.headers.get("prefer"))
     if wait is not None and not job.finished:

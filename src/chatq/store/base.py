@@ -35,6 +35,7 @@ from chatq.domain import (
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
 from chatq.store.feed import Change, ChangeFeed, Watch
+from chatq.store.protocol import KeyLimit
 from chatq.store.rows import (
     attempt_from_row,
     claimed_from_rows,
@@ -137,12 +138,20 @@ class SqlStore(abc.ABC):
 
     async def insert_key(self, key: ApiKey, secret_hash: str) -> None:
         await self._execute(
-            q.KEY_INSERT, key.id, key.name, key.owner, secret_hash, key.created_at, key.webhook_url
+            q.KEY_INSERT,
+            key.id,
+            key.name,
+            key.owner,
+            secret_hash,
+            key.created_at,
+            key.webhook_url,
+            key.max_unfinished,
+            key.rpm,
         )
 
     async def key_holder(self, secret_hash: str) -> KeyHolder | None:
         rows = await self._read(q.KEY_HOLDER, secret_hash)
-        return KeyHolder(str(rows[0][0]), rows[0][1]) if rows else None
+        return KeyHolder(str(rows[0][0]), *rows[0][1:]) if rows else None
 
     async def set_key_webhook(self, key: str, url: str | None) -> int:
         rows = await self._write(q.KEY_SET_WEBHOOK, url, key)
@@ -150,6 +159,9 @@ class SqlStore(abc.ABC):
             for owner in {str(r[0]) for r in rows}:
                 await self._execute(q.WEBHOOK_ENABLE, owner, url)
         return len(rows)
+
+    async def set_key_limit(self, key: str, limit: KeyLimit, value: int | None) -> int:
+        return await self._execute(q.KEY_SET_LIMIT[limit], value, key)
 
     async def list_keys(self) -> list[ApiKey]:
         return [ApiKey(*r) for r in await self._read(q.KEY_LIST)]

@@ -1,11 +1,13 @@
 -- table api_keys
-CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL , webhook_url TEXT) STRICT;
+CREATE TABLE api_keys ( id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL , webhook_url TEXT, max_unfinished INTEGER CHECK (max_unfinished >= 0), rpm INTEGER CHECK (rpm >= 0)) STRICT;
+-- table key_rates
+CREATE TABLE key_rates ( key_id TEXT PRIMARY KEY, tat REAL NOT NULL ) STRICT;
 -- table meta
 CREATE TABLE meta ( name TEXT PRIMARY KEY, value BLOB NOT NULL ) STRICT;
 -- table request_text
 CREATE TABLE request_text ( request_id TEXT NOT NULL, run INTEGER NOT NULL, start INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (request_id, run, start) ) STRICT, WITHOUT ROWID;
 -- table requests
-CREATE TABLE requests ( seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('CREATED', 'IN_PROGRESS', 'COMPLETED', 'FAILED')), request TEXT NOT NULL, request_hash TEXT NOT NULL, idempotency_key TEXT, created_at REAL NOT NULL, started_at REAL, completed_at REAL, failed_at REAL, response TEXT, error_message TEXT, deliveries INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires_at REAL , runs INTEGER NOT NULL DEFAULT 0, stream INTEGER NOT NULL DEFAULT 0, cancel_requested_at REAL, webhook_url TEXT) STRICT;
+CREATE TABLE requests ( seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('CREATED', 'IN_PROGRESS', 'COMPLETED', 'FAILED')), request TEXT NOT NULL, request_hash TEXT NOT NULL, idempotency_key TEXT, created_at REAL NOT NULL, started_at REAL, completed_at REAL, failed_at REAL, response TEXT, error_message TEXT, deliveries INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires_at REAL , runs INTEGER NOT NULL DEFAULT 0, stream INTEGER NOT NULL DEFAULT 0, cancel_requested_at REAL, webhook_url TEXT, priority INTEGER NOT NULL DEFAULT 0, vtime INTEGER NOT NULL DEFAULT 0) STRICT;
 -- table schema_migrations
 CREATE TABLE schema_migrations ( version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL ) STRICT;
 -- table webhook_attempts
@@ -24,10 +26,14 @@ CREATE INDEX requests_finished ON requests (coalesce(completed_at, failed_at)) W
 CREATE INDEX requests_leased ON requests (lease_expires_at) WHERE status = 'IN_PROGRESS';
 -- index requests_owner_idempotency
 CREATE UNIQUE INDEX requests_owner_idempotency ON requests (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- index requests_owner_next
+CREATE INDEX requests_owner_next ON requests (owner, seq - priority * 17592186044416) WHERE status = 'CREATED';
 -- index requests_owner_seq
 CREATE INDEX requests_owner_seq ON requests (owner, seq);
+-- index requests_owner_unfinished
+CREATE INDEX requests_owner_unfinished ON requests (owner, vtime) WHERE status IN ('CREATED', 'IN_PROGRESS');
 -- index requests_waiting
-CREATE INDEX requests_waiting ON requests (seq) WHERE status = 'CREATED';
+CREATE INDEX requests_waiting ON requests (vtime, seq) WHERE status = 'CREATED';
 -- index webhook_deliveries_created
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 -- index webhook_deliveries_due
