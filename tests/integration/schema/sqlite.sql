@@ -27,13 +27,13 @@ CREATE INDEX requests_leased ON requests (lease_expires_at) WHERE status = 'IN_P
 -- index requests_owner_idempotency
 CREATE UNIQUE INDEX requests_owner_idempotency ON requests (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- index requests_owner_next
-CREATE INDEX requests_owner_next ON requests (owner, seq - priority * 17592186044416) WHERE status = 'CREATED';
+CREATE INDEX requests_owner_next ON requests (owner, seq - priority * 17592186044416) WHERE status = 'CREATED' AND seq > 0;
 -- index requests_owner_seq
 CREATE INDEX requests_owner_seq ON requests (owner, seq);
 -- index requests_owner_unfinished
-CREATE INDEX requests_owner_unfinished ON requests (owner, vtime) WHERE status IN ('CREATED', 'IN_PROGRESS');
+CREATE INDEX requests_owner_unfinished ON requests (owner, vtime) WHERE status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0;
 -- index requests_waiting
-CREATE INDEX requests_waiting ON requests (vtime, seq) WHERE status = 'CREATED';
+CREATE INDEX requests_waiting ON requests (vtime, seq) WHERE status = 'CREATED' AND vtime >= 0;
 -- index webhook_deliveries_created
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 -- index webhook_deliveries_due

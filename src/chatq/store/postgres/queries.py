@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # requests take turns with the backlog of the others instead of queueing behind it (the
 # claim, below). Two processes submitting for one owner at once may give two requests the
 # same turn; the owner then has one turn more, once.
+# Each statement names the always-true term of the partial index it is meant to use (see
+# migration 0007): the head of the queue from requests_waiting (vtime >= 0), the end of an
+# owner's lane from requests_owner_unfinished (created_at > 0), read backwards. Without
+# them the planner read an owner's last row by scanning all of requests_waiting
+# (test_postgres_plans.py). MATERIALIZED: once per owner, not once per row.
 SUBMIT = f"""
 WITH new AS (
     SELECT * FROM unnest(
@@ -42,10 +47,13 @@ WITH new AS (
     AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
            priority, ord)
 ), head AS (
-    SELECT coalesce(min(vtime), 0) AS vtime FROM requests WHERE status = 'CREATED'
-), lanes AS (
+    SELECT coalesce(min(vtime), 0) AS vtime FROM requests
+    WHERE status = 'CREATED' AND vtime >= 0
+), lanes AS MATERIALIZED (
     SELECT o.owner, greatest(head.vtime, coalesce((
-        SELECT max(r.vtime) FROM requests AS r WHERE r.owner = o.owner AND r.status = 'CREATED'
+        SELECT r.vtime FROM requests AS r
+        WHERE r.owner = o.owner AND r.status = 'CREATED' AND r.created_at > 0
+        ORDER BY r.vtime DESC LIMIT 1
     ), 0)) AS last
     FROM (SELECT DISTINCT owner FROM new) AS o, head
 )
@@ -67,16 +75,21 @@ RETURNING {JOB_COLUMNS}
 # The picked rows are updated by primary key, not joined back to the table: after a burst of
 # submits, statistics that say nothing is waiting made the join a nested loop over every
 # waiting row times the batch (8 s per claim with 200,000 waiting; test_postgres_plans.py).
+# The turns come from requests_waiting and the picks from requests_owner_next, each named
+# by its always-true term (migration 0007); the update's guard names none, so no partial
+# index can serve it: with stale statistics the planner scanned all of one for the picked
+# seqs, or all of requests_waiting for each owner's picks (test_postgres_plans.py).
 CLAIM = f"""
 WITH turns AS (
     SELECT owner, count(*) AS n FROM (
-        SELECT owner FROM requests WHERE status = 'CREATED' ORDER BY vtime, seq LIMIT $4
+        SELECT owner FROM requests WHERE status = 'CREATED' AND vtime >= 0
+        ORDER BY vtime, seq LIMIT $4
     ) AS head
     GROUP BY owner
 ), picked AS (
     SELECT next.seq FROM turns CROSS JOIN LATERAL (
         SELECT seq FROM requests
-        WHERE owner = turns.owner AND status = 'CREATED'
+        WHERE owner = turns.owner AND status = 'CREATED' AND seq > 0
         ORDER BY priority DESC, seq LIMIT turns.n
         FOR UPDATE SKIP LOCKED
     ) AS next
@@ -110,7 +123,9 @@ UNFINISHED_COUNTS = """
 SELECT o.owner, (
     SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
-        WHERE r.owner = o.owner AND r.status IN ('CREATED', 'IN_PROGRESS') LIMIT o.cap
+        WHERE r.owner = o.owner AND r.status IN ('CREATED', 'IN_PROGRESS')
+            AND r.created_at > 0
+        LIMIT o.cap
     ) AS counted
 )
 FROM unnest($1::text[], $2::int[]) AS o(owner, cap)
