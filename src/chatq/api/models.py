@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatq.domain import MAX_PRIORITY, MIN_PRIORITY
 
@@ -62,6 +62,15 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         "equal priorities start oldest first. Other owners' requests take turns with yours "
         f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
     )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integral_number(cls, value: object) -> object:
+        """908.0 is an integer to JSON Schema (and to clients that write numbers as floats);
+        2.5, "5" and true are not, and strict validation refuses them."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class AsyncProcessingStatus(enum.StrEnum):
