@@ -1,4 +1,5 @@
-"""List latency at scale: p99 of a list page with 10k vs 1M requests under one owner.
+"""List latency at scale: p99 of a list page with 10k vs 1M requests under one owner,
+unfiltered and filtered on a status (status=FAILED, 1 row in 20).
 
 For each store (SQLite, PostgreSQL) two databases are seeded, one with --small and one with
 --big requests, all under one owner. Seeding goes through the store's own schema in bulk
@@ -9,8 +10,10 @@ before them IN_PROGRESS). Two layers are measured, each a page of limit=20:
 
 - HTTP: a `chatq api` per database; wrk (16 connections) loads
   GET /async/chat/completions?limit=20, the first page, then deep pages (a next_token per
-  request, picked among 256 depths spread over the whole history). The sizes take turns in
-  short bursts (A B, B A, ...) so that the machine's other load falls on both alike.
+  request, picked among 256 depths spread over the whole history); then the same with
+  &status=FAILED (its tokens bound to that filter, as the server issues them). The sizes
+  take turns in short bursts (A B, B A, ...) so that the machine's other load falls on both
+  alike.
 - list_page verb: the store called in process, one call at a time, the sizes taking turns
   call by call: the query alone, without HTTP.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import random
 import shutil
@@ -58,7 +62,7 @@ from common import (
 from chatq.api.models import AsyncApiChatCompletionsRequest
 from chatq.api.pagination import TokenCodec
 from chatq.backends.normalize import completion_response
-from chatq.domain import request_fingerprint
+from chatq.domain import NO_FILTER, ListFilter, Status, request_fingerprint
 from chatq.store import Store, open_store
 from chatq.store.rows import dumps
 
@@ -70,6 +74,11 @@ IDEMPOTENT_EVERY = 10
 SPACING_S = 0.25  # between two submits
 ERROR = "gave up after 3 attempt(s); last error: upstream answered 503 Service Unavailable"
 Row = dict[str, Any]  # a row of the requests table, by column
+# The lists loaded: each its query string, and the filter the store applies for it.
+LISTS = {
+    "": ("", NO_FILTER),
+    "status=FAILED": ("&status=FAILED", ListFilter(statuses=frozenset({Status.FAILED}))),
+}
 
 # ---- seeding
 
@@ -172,11 +181,19 @@ def seed(url: str, count: int) -> None:
 
 
 @dataclass(frozen=True)
+class Deep:
+    """Where one list's deep pages start: each page lists the rows before one of seqs,
+    which tokens name as the server would (bound to the list's filter)."""
+
+    seqs: list[int]
+    tokens: list[str]
+
+
+@dataclass(frozen=True)
 class Database:
     url: str
     key: str
-    seqs: list[int]  # where the deep pages start: each page lists the rows before one of these
-    tokens: list[str]  # the same places as next_tokens
+    deep: dict[str, Deep]  # by LISTS name
 
 
 @contextmanager
@@ -191,23 +208,27 @@ def seeded(store: str, count: int, workdir: Path) -> Iterator[Database]:
             flush=True,
         )
         low, high = seq_range(url, OWNER)
+        codec = token_codec(url)
         rng = random.Random(count)
-        seqs = [rng.randint(low + LIMIT + 1, high - LIMIT) for _ in range(DEPTHS)]
-        yield Database(url, key, seqs, deep_tokens(url, seqs))
+        deep = {}
+        for name, (_, narrowed) in LISTS.items():
+            # Deep enough that a whole page lies below, filtered or not.
+            floor = low + (FAILED_EVERY if name else 1) * (LIMIT + 1)
+            seqs = [rng.randint(floor, high - LIMIT) for _ in range(DEPTHS)]
+            tokens = [codec.encode(OWNER, seq, narrowed.scope()) for seq in seqs]
+            deep[name] = Deep(seqs, tokens)
+        yield Database(url, key, deep)
 
 
-def deep_tokens(url: str, seqs: list[int]) -> list[str]:
-    """The next_token the API returns after a page ending at each seq.
-
-    Made with the secret the server will use (the store's own get-or-create, which
-    `chatq api` calls at start), so each is a token the server itself could have returned.
-    """
+def token_codec(url: str) -> TokenCodec:
+    """The server's own next_token codec: made with the secret the server will use (the
+    store's own get-or-create, which `chatq api` calls at start), so each token made with it
+    is one the server itself could have returned."""
 
     async def secret(store: Store) -> bytes:
         return await store.secret("next_token")
 
-    codec = TokenCodec(with_store(url, secret))
-    return [codec.encode(OWNER, seq) for seq in seqs]
+    return TokenCodec(with_store(url, secret))
 
 
 def check_pages(base: str, db: Database) -> None:
@@ -218,12 +239,25 @@ def check_pages(base: str, db: Database) -> None:
         assert [r["id"] for r in first["requests"]] == newest[:LIMIT], first
         second = client.get(PATH, params={"limit": LIMIT, "next_token": first["next_token"]})
         assert [r["id"] for r in second.json()["requests"]] == newest[LIMIT : 2 * LIMIT]
-        for token in db.tokens[:8]:
-            deep = client.get(PATH, params={"limit": LIMIT, "next_token": token}).json()
-            assert len(deep["requests"]) == LIMIT and deep["next_token"], deep
-            finished = [r for r in deep["requests"] if r["status"] in ("COMPLETED", "FAILED")]
-            one = client.get(f"{PATH}/{finished[0]['id']}").json()
-            assert one["response"] is not None or one["error_message"], one
+        for name, (query, narrowed) in LISTS.items():
+            for seq, token in list(zip(db.deep[name].seqs, db.deep[name].tokens, strict=True))[:8]:
+                deep = client.get(f"{PATH}?limit={LIMIT}{query}&next_token={token}").json()
+                assert len(deep["requests"]) == LIMIT and deep["next_token"], deep
+                held = stored_page(db.url, seq, narrowed)
+                assert [r["id"] for r in deep["requests"]] == held, (name, seq)
+                finished = [r for r in deep["requests"] if r["status"] in ("COMPLETED", "FAILED")]
+                one = client.get(f"{PATH}/{finished[0]['id']}").json()
+                assert one["response"] is not None or one["error_message"], one
+
+
+def stored_page(url: str, before: int, narrowed: ListFilter) -> list[str]:
+    """The ids of the page below before, as the store lists them."""
+
+    async def page(store: Store) -> list[str]:
+        rows, _ = await store.list_page(OWNER, LIMIT, before, narrowed)
+        return [r.id for r in rows]
+
+    return with_store(url, page)
 
 
 # ---- load
@@ -240,6 +274,12 @@ def run_wrk(
 
 
 PAGES = (("first page", "get.lua"), ("deep pages", "deep.lua"))
+
+
+def page_name(page: str, list_name: str) -> str:
+    return f"{page}, {list_name}" if list_name else page
+
+
 Sample = dict[str, tuple[float, float]]  # "page (layer)" -> (requests/s, p99 ms)
 
 
@@ -253,17 +293,20 @@ def measure_http(dbs: list[Database], seconds: int, bursts: int, connections: in
         bases = [stack.enter_context(chatq_server("api", db.url)).url for db in dbs]
         for base, db in zip(bases, dbs, strict=True):
             check_pages(base, db)
-            env = {"KEY": db.key, "TOKENS": ",".join(db.tokens)}
+            env = {"KEY": db.key, "TOKENS": ",".join(db.deep[""].tokens)}
             run_wrk(f"{base}{PATH}?limit={LIMIT}", "deep.lua", 1, connections, env)  # warm up
         bursts_of: list[dict[str, list[tuple[float, float]]]] = [{} for _ in dbs]
-        for page, script in PAGES:
-            for burst in range(bursts):
-                order = range(len(dbs)) if burst % 2 == 0 else reversed(range(len(dbs)))
-                for i in order:
-                    env = {"KEY": dbs[i].key, "TOKENS": ",".join(dbs[i].tokens)}
-                    target = f"{bases[i]}{PATH}?limit={LIMIT}"
-                    result = run_wrk(target, script, seconds, connections, env)
-                    bursts_of[i].setdefault(f"{page} (HTTP)", []).append(result)
+        for list_name, (query, _) in LISTS.items():
+            for page, script in PAGES:
+                for burst in range(bursts):
+                    order = range(len(dbs)) if burst % 2 == 0 else reversed(range(len(dbs)))
+                    for i in order:
+                        tokens = ",".join(dbs[i].deep[list_name].tokens)
+                        env = {"KEY": dbs[i].key, "TOKENS": tokens}
+                        target = f"{bases[i]}{PATH}?limit={LIMIT}{query}"
+                        result = run_wrk(target, script, seconds, connections, env)
+                        name = f"{page_name(page, list_name)} (HTTP)"
+                        bursts_of[i].setdefault(name, []).append(result)
     return [{name: _median_pair(results) for name, results in found.items()} for found in bursts_of]
 
 
@@ -282,19 +325,21 @@ def measure_verbs(dbs: list[Database], calls: int) -> list[Sample]:
         stores = [await open_store(db.url) for db in dbs]
         try:
             samples: list[Sample] = [{} for _ in dbs]
-            for page in ("first page", "deep pages"):
+            for (list_name, (_, narrowed)), (page, _) in itertools.product(LISTS.items(), PAGES):
                 took: list[list[float]] = [[] for _ in dbs]
                 for n in range(calls + calls // 10):
                     for i, (db, store) in enumerate(zip(dbs, stores, strict=True)):
-                        seq = None if page == "first page" else db.seqs[n % len(db.seqs)]
+                        seqs = db.deep[list_name].seqs
+                        seq = None if page == "first page" else seqs[n % len(seqs)]
                         began = time.perf_counter()
-                        rows, more = await store.list_page(OWNER, LIMIT, seq)
+                        rows, more = await store.list_page(OWNER, LIMIT, seq, narrowed)
                         took[i].append(time.perf_counter() - began)
                         assert len(rows) == LIMIT and more
                 for sample, times in zip(samples, took, strict=True):
                     times = times[calls // 10 :]  # the first tenth warms the caches up
                     p99 = statistics.quantiles(times, n=100)[98] * 1000
-                    sample[f"{page} (list_page verb)"] = (len(times) / sum(times), p99)
+                    name = f"{page_name(page, list_name)} (list_page verb)"
+                    sample[name] = (len(times) / sum(times), p99)
             return samples
         finally:
             for store in stores:

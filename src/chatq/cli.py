@@ -1,19 +1,20 @@
 """The command line: chatq serve | api | worker | migrate | keys create|list|update|revoke |
-webhooks secret|deliveries|replay."""
+webhooks secret|deliveries|replay | usage."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import chatq
 from chatq.config import OPTIONS, ConfigError, Settings, build_settings
+from chatq.domain import UsageRow, utc_day
 from chatq.keys import create_key
+from chatq.logs import configure_logging
 from chatq.store import (
     DatabaseMissing,
     KeyLimit,
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--webhook", metavar="URL", help="default webhook of the requests made with this key"
     )
+    create.add_argument(
+        "--admin", action="store_true", help="an admin key: may read every owner's usage"
+    )
     _limit_options(create)
     command("list", "list keys (never their secrets)", key_commands, "keys")
     update = command("update", "change a key's default webhook or its limits", key_commands, "keys")
@@ -110,6 +114,23 @@ def _parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--limit", type=int, default=50, help="at most this many (50)")
     replay = command("replay", "deliver an event again, now", hook_commands, "webhooks")
     replay.add_argument("id", help="the webhook-id (msg_...) or the request id")
+
+    usage = command("usage", "requests, tokens and cost per owner, day and model", commands)
+    usage.add_argument("--owner", help="only this owner (default: every owner)")
+    usage.add_argument(
+        "--since",
+        type=_date,
+        metavar="DATE",
+        help=f"from this UTC day, YYYY-MM-DD (default: {USAGE_DAYS - 1} days ago)",
+    )
+    usage.add_argument(
+        "--until", type=_date, metavar="DATE", help="to this UTC day, YYYY-MM-DD (default: today)"
+    )
+    usage.add_argument(
+        "--group-by",
+        choices=("day", "model"),
+        help="one row per day (every model together) or per model (every day together)",
+    )
     return parser
 
 
@@ -146,11 +167,21 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+USAGE_DAYS = 30  # as GET /usage: the 30 days that end today
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = build_settings(vars(args), os.environ)
-        _configure_logging(settings)
+        configure_logging(settings.log_level_number, settings.log_format)
         return asyncio.run(_run(args, settings))
     except (ConfigError, UnsupportedDatabase, DatabaseMissing) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
@@ -160,17 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level_number,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # uvicorn's start-up lines repeat what chatq says itself (the listen address, once);
-    # its warnings and errors still show.
-    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, settings.log_level_number))
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,6 +211,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.command == "webhooks":
             return await _webhooks(args, store)
+        if args.command == "usage":
+            return await _usage(args, store)
         return await _keys(args, store)
     finally:
         await store.close()
@@ -214,8 +236,9 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
             name: None if value is _KEEP else value
             for name, value in (("max_unfinished", args.max_unfinished), ("rpm", args.rpm))
         }
-        key, secret = await create_key(store, args.name, args.owner, webhook, **limits)
-        _say(f"created key {key.id} ({key.name}, owner {key.owner}); the secret is shown once:")
+        key, secret = await create_key(store, args.name, args.owner, webhook, args.admin, **limits)
+        kind = "admin key" if key.admin else "key"
+        _say(f"created {kind} {key.id} ({key.name}, owner {key.owner}); the secret is shown once:")
         _say(secret)
         return 0
     if args.keys_command == "update":
@@ -227,11 +250,12 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         for key in keys:
             state = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
             hook = f"  webhook={key.webhook_url}" if key.webhook_url else ""
+            admin = "  admin" if key.admin else ""
             own = (("max_unfinished", key.max_unfinished), ("rpm", key.rpm))
             shown = "".join(f"  {n}={v}" for n, v in own if v is not None)
             _say(
                 f"{key.id}  {key.name}  owner={key.owner}  created {_when(key.created_at)}  "
-                f"{state}{hook}{shown}"
+                f"{state}{admin}{hook}{shown}"
             )
         return 0
     if await store.revoke_key(args.key_id):
@@ -299,6 +323,64 @@ async def _webhooks(args: argparse.Namespace, store: Store) -> int:
         return 0
     print(f"chatq: no webhook delivery with id or request id {args.id!r}", file=sys.stderr)
     return 1
+
+
+async def _usage(args: argparse.Namespace, store: Store) -> int:
+    until: date = args.until or date.fromisoformat(utc_day(datetime.now(UTC).timestamp()))
+    since: date = args.since or until - timedelta(USAGE_DAYS - 1)
+    if since > until:
+        print(f"chatq: --since {since} is after --until {until}", file=sys.stderr)
+        return 2
+    rows = await store.usage(args.owner, since.isoformat(), until.isoformat(), args.group_by)
+    if not rows:
+        _say(f"no usage from {since} to {until}")
+        return 0
+    for line in usage_table(rows, args.owner is None, args.group_by):
+        _say(line)
+    return 0
+
+
+def usage_table(rows: Sequence[UsageRow], every_owner: bool, group_by: str | None) -> list[str]:
+    """Usage rows as an aligned table, with a total line when there is more than one."""
+    heads = [
+        *(["owner"] if every_owner else []),
+        *(["date"] if group_by != "model" else []),
+        *(["model"] if group_by != "day" else []),
+    ]
+    numbers = ["requests", "prompt", "completion", "total", "cost"]
+    lines = [
+        [
+            *(str(getattr(r, k)) for k in ("owner", "day", "model") if getattr(r, k) is not None),
+            str(r.requests),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            str(r.total_tokens),
+            f"{r.cost:.6f}",
+        ]
+        for r in rows
+    ]
+    if len(rows) > 1:
+        lines.append(
+            [
+                "total",
+                *([""] * (len(heads) - 1)),
+                *(
+                    str(sum(getattr(r, f) for r in rows))
+                    for f in ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
+                ),
+                f"{sum(r.cost for r in rows):.6f}",
+            ]
+        )
+    table = [heads + numbers, *lines]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    keys = len(heads)
+    return [
+        "  ".join(
+            cell.ljust(width) if i < keys else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in table
+    ]
 
 
 def _when(ts: float) -> str:

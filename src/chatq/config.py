@@ -7,6 +7,7 @@ command line, the environment and the settings object are all built from it.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import tomllib
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from chatq.backends.registry import BACKEND_TYPES
+from chatq.logs import LogFormat
 
 
 class ConfigError(Exception):
@@ -33,6 +35,14 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelPrice(_Strict):
+    """What a model's tokens cost, in the currency of your choice (Perplexity's and OpenAI's
+    are USD), per million tokens."""
+
+    prompt_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    completion_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
 
 class BackendConfig(_Strict):
@@ -46,6 +56,9 @@ class BackendConfig(_Strict):
     context_size: int = Field(default=2048, ge=128, description="local: context window, tokens")
     max_concurrency: int = Field(default=64, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
+    # By model name or glob pattern (exact names first, then patterns in file order): fills
+    # usage.cost of a response whose upstream reported none.
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
     # Resolved from api_key_env when the settings are built; never read from the file itself.
     api_key: SecretStr | None = Field(default=None, exclude=True)
 
@@ -62,6 +75,30 @@ class BackendConfig(_Strict):
         if self.type == "openai" and not self.base_url:
             raise ValueError(f"backend {self.name!r}: type 'openai' needs base_url")
         return self
+
+    @model_validator(mode="after")
+    def _prices_of_served_models(self) -> BackendConfig:
+        """A price for a model name this backend does not serve is a typo, not a setting (a
+        pattern is taken as it is)."""
+        for model in self.prices:
+            if set(model) & set("*?["):
+                continue
+            if not any(fnmatch.fnmatchcase(model, p) for p in self.models):
+                raise ValueError(
+                    f"backend {self.name!r}: a price for {model!r}, which it does not serve "
+                    f"(its models: {', '.join(self.models)})"
+                )
+        return self
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price of a model this backend serves, if one is set."""
+        found = self.prices.get(model)
+        if found is not None:
+            return found
+        for pattern, price in self.prices.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return price
+        return None
 
 
 class WorkerSettings(_Strict):
@@ -148,7 +185,24 @@ class Settings(_Strict):
     log_level: str = Field(
         default="info", description="least severe log lines shown: " + ", ".join(LOG_LEVELS)
     )
+    log_format: LogFormat = Field(
+        default="text",
+        description="text, or json: one JSON object a line (time, level, logger, message, "
+        "and request_id on lines about a request)",
+    )
     access_log: bool = Field(default=False, description="log a line per HTTP request")
+    metrics_require_key: bool = Field(
+        default=False, description="GET /metrics answers only a request with a valid API key"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address a worker's --metrics-port listens on"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="a worker alone serves GET /metrics on this port (0: any; unset: none)",
+    )
     config_path: Path | None = Field(
         default=None, description="TOML config file: [[backends]], [worker] and these settings"
     )
@@ -163,6 +217,11 @@ class Settings(_Strict):
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
         return value.lower()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("backends")
     @classmethod
@@ -179,9 +238,11 @@ class Settings(_Strict):
 
 
 # The commands an option belongs to.
-EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks"})
+EVERY = frozenset({"serve", "api", "worker", "migrate", "keys", "webhooks", "usage"})
 HTTP = frozenset({"serve", "api"})
 WORKER = frozenset({"serve", "worker"})
+WORKER_ALONE = frozenset({"worker"})
+EVERY_SERVER = HTTP | WORKER  # the commands that can serve GET /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +271,19 @@ OPTIONS = (
     Option("database", "CHATQ_DATABASE_URL", "database_url", EVERY),
     Option("config", "CHATQ_CONFIG", "config_path", EVERY),
     Option("log-level", "CHATQ_LOG_LEVEL", "log_level", EVERY),
+    Option("log-format", "CHATQ_LOG_FORMAT", "log_format", EVERY),
     Option("host", "CHATQ_HOST", "host", HTTP),
     Option("port", "CHATQ_PORT", "port", HTTP, int),
     Option("access-log", "CHATQ_ACCESS_LOG", "access_log", HTTP, None),
+    Option(
+        "metrics-require-key",
+        "CHATQ_METRICS_REQUIRE_KEY",
+        "metrics_require_key",
+        EVERY_SERVER,
+        None,
+    ),
+    Option("metrics-host", "CHATQ_METRICS_HOST", "metrics_host", WORKER_ALONE),
+    Option("metrics-port", "CHATQ_METRICS_PORT", "metrics_port", WORKER_ALONE, int),
     Option("concurrency", "CHATQ_WORKER_CONCURRENCY", "worker.concurrency", WORKER, int),
     Option(
         "webhooks-allow-private-networks",

@@ -9,9 +9,16 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 JSON = dict[str, Any]
+Metadata = dict[str, str]  # a request's metadata: the client's labels, string to string
+
+# What metadata may hold: a bounded label set, not a second request body.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
 
 
 CANCELLED = "cancelled by the client"  # the error_message of a cancelled request
@@ -57,6 +64,7 @@ class NewRequest:
     # The create named webhook_url itself: that sets the URL again for its owner, so a URL
     # disabled by a 410 is enabled again.
     webhook_named: bool = False
+    metadata: Metadata | None = None  # the client's labels, returned and filtered on, never sent
     priority: int = 0  # within its owner's waiting requests, higher is claimed first
     limits: Limits | None = None  # checked by the store as it stores the request
 
@@ -72,6 +80,7 @@ class NewRequest:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         webhook_named: bool = False,
+        metadata: Metadata | None = None,
         priority: int = 0,
         limits: Limits | None = None,
     ) -> NewRequest:
@@ -86,6 +95,7 @@ class NewRequest:
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
             webhook_named=webhook_named and webhook_url is not None,
+            metadata=metadata or None,
             priority=priority,
             limits=limits if limits is not None and limits.any else None,
         )
@@ -103,6 +113,38 @@ class Summary:
     started_at: float | None
     completed_at: float | None
     failed_at: float | None
+    metadata: Metadata  # empty if none was given
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """What a list page is narrowed to: every part given must match; the default, nothing."""
+
+    statuses: frozenset[Status] = frozenset()  # any of these (empty: any status)
+    model: str | None = None
+    created_after: float | None = None  # created_at >= this
+    created_before: float | None = None  # created_at < this
+    metadata: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, each must match, sorted
+
+    @property
+    def empty(self) -> bool:
+        return self == NO_FILTER
+
+    def scope(self) -> bytes:
+        """The filter in canonical form (b"" for none): a next_token is bound to it."""
+        if self.empty:
+            return b""
+        canonical = {
+            "status": sorted(self.statuses),
+            "model": self.model,
+            "created_after": self.created_after,
+            "created_before": self.created_before,
+            "metadata": [list(pair) for pair in self.metadata],
+        }
+        return json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+NO_FILTER = ListFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +199,7 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     webhook_url: str | None = None  # the default webhook of the requests made with it
+    admin: bool = False  # may read every owner's usage
     # Its limits: None, the server's default; 0, none.
     max_unfinished: int | None = None
     rpm: int | None = None
@@ -164,11 +207,12 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class KeyHolder:
-    """Who an API key speaks for: its owner, its default webhook URL, and its limits as the
-    key sets them (None: the server's default; 0: none)."""
+    """Who an API key speaks for: its owner, its default webhook URL, whether it is an admin
+    key, and its limits as the key sets them (None: the server's default; 0: none)."""
 
     owner: str
     webhook_url: str | None
+    admin: bool = False
     key_id: str = ""
     max_unfinished: int | None = None
     rpm: int | None = None
@@ -255,6 +299,26 @@ class WebhookSecrets:
         return [self.current]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What an attempt needs beside its delivery, read at once: its request as it is now,
+    the owner's signing secrets, and whether a 410 disabled the URL for the owner."""
+
+    job: Job
+    secrets: WebhookSecrets
+    url_disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How much work is waiting, across every process: requests not yet claimed, requests
+    being run, and webhook deliveries still to be made."""
+
+    created: int
+    in_progress: int
+    webhooks_pending: int
+
+
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
     return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -263,6 +327,43 @@ def new_webhook_secret() -> str:
 def delivery_id(request_id: str) -> str:
     """A request's webhook-id: derived from it, so every attempt and replay shares it."""
     return "msg_" + request_id.replace("-", "")
+
+
+# ---- usage (issue 14)
+
+# What a usage report is grouped by besides the owner: None, each day and model; "day",
+# each day (every model together); "model", each model (every day of the range together).
+UsageGrouping = Literal["day", "model"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Sums over the requests that finished in a group: a key not grouped by is None."""
+
+    owner: str | None
+    day: str | None  # YYYY-MM-DD, the UTC date of the terminal transitions
+    model: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+def usage_keys(every_owner: bool, group_by: UsageGrouping) -> tuple[str, ...]:
+    """The columns a usage report groups by, in order: the owner when it covers every owner,
+    then the day and the model unless group_by leaves one out."""
+    keys: tuple[str, ...] = ("owner",) if every_owner else ()
+    if group_by != "model":
+        keys += ("day",)
+    if group_by != "day":
+        keys += ("model",)
+    return keys
+
+
+def utc_day(timestamp: float) -> str:
+    """The UTC date of a unix time, as usage keys its days: YYYY-MM-DD."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 def request_fingerprint(request: JSON) -> str:

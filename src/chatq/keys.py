@@ -29,12 +29,13 @@ async def create_key(
     name: str,
     owner: str | None = None,
     webhook_url: str | None = None,
+    admin: bool = False,
     max_unfinished: int | None = None,
     rpm: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for owner (by default, the key's name), with a default webhook URL if given
-    (already checked) and its own limits if given (None: the server's default; 0: none);
-    returns it with its secret."""
+    (already checked), an admin key if asked, and its own limits if given (None: the
+    server's default; 0: none); returns it with its secret."""
     key_id, secret = new_api_key()
     key = ApiKey(
         id=key_id,
@@ -43,6 +44,7 @@ async def create_key(
         created_at=time.time(),
         revoked_at=None,
         webhook_url=webhook_url,
+        admin=admin,
         max_unfinished=max_unfinished,
         rpm=rpm,
     )

@@ -21,6 +21,7 @@ def summary(row: Summary) -> dict[str, Any]:
         "started_at": _ts(row.started_at),
         "completed_at": _ts(row.completed_at),
         "failed_at": _ts(row.failed_at),
+        "metadata": row.metadata,
     }
 
 

@@ -24,6 +24,8 @@ from chatq.backends.models import ModelTable
 from chatq.backends.pool import BackendPool
 from chatq.config import Settings
 from chatq.keys import ensure_first_key
+from chatq.metrics.exposition import Exposition
+from chatq.metrics.server import metrics_server
 from chatq.store import Store, open_store
 from chatq.worker.worker import Worker
 
@@ -70,6 +72,8 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Announce) ->
             TokenCodec(await store.secret("next_token")),
             OwnerCache(settings.key_cache_s),
             EventIds(await store.secret("event_id")),
+            Exposition(store),
+            settings.metrics_require_key,
             settings.limits,
         )
         lifespan = _worker_lifespan(store, table, settings) if with_worker else None
@@ -116,8 +120,19 @@ async def work(settings: Settings, announce: Announce) -> None:
     async with (
         migrated_store(settings, must_exist=True) as store,
         backend_pool(table) as backends,
+        contextlib.AsyncExitStack() as stack,
     ):
         _log_start("worker", settings, table)
+        if settings.metrics_port is not None:
+            url = await stack.enter_async_context(
+                metrics_server(
+                    store,
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    require_key=settings.metrics_require_key,
+                )
+            )
+            announce(f"chatq worker metrics on {url}")
         worker = Worker(store, backends, settings.worker, webhooks=settings.webhooks)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,27 +44,41 @@ BACKENDS: list[dict[str, object]] = [
 
 
 def write_config(
-    path: Path, upstream_url: str, webhooks: dict[str, object] | None = None, **worker: float
+    path: Path,
+    upstream_url: str,
+    webhooks: dict[str, object] | None = None,
+    prices: Mapping[str, object] | None = None,
+    **worker: float,
 ) -> Path:
-    """A config routing fake-model and sonar* to the fake upstream, echo to echo, smollm2 to
-    the local model; WORKER_DEFAULTS, and the worker settings given, in its [worker]; the
-    webhooks settings given in its [webhooks]."""
+    """A config routing fake-model and sonar* to the fake upstream (at prices, if given),
+    echo to echo, smollm2 to the local model; WORKER_DEFAULTS, and the worker settings
+    given, in its [worker]; the webhooks settings given in its [webhooks]."""
+    upstream: dict[str, object] = {**BACKENDS[0], "base_url": upstream_url}
+    if prices:
+        upstream["prices"] = prices
     top: dict[str, object] = {"max_request_bytes": MAX_REQUEST_BYTES, "key_cache_s": KEY_CACHE_S}
     tables: list[tuple[str, dict[str, object]]] = [
         ("", top),
         ("[worker]", {**WORKER_DEFAULTS, **worker}),
         ("[webhooks]", webhooks or {}),
-        ("[[backends]]", {**BACKENDS[0], "base_url": upstream_url}),
+        ("[[backends]]", upstream),
         *(("[[backends]]", backend) for backend in BACKENDS[1:]),
     ]
-    # JSON's strings, numbers and arrays of them are TOML's too.
     path.write_text(
         "\n\n".join(
-            "\n".join([header, *(f"{k} = {json.dumps(v)}" for k, v in values.items())]).strip()
+            "\n".join([header, *(f"{k} = {_toml(v)}" for k, v in values.items())]).strip()
             for header, values in tables
         )
     )
     return path
+
+
+def _toml(value: object) -> str:
+    """A TOML value: JSON's strings, numbers and arrays of them are TOML's too; a table is
+    written inline."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +101,9 @@ def server(
 
 
 @contextmanager
-def serving(dialect: str, workdir: Path, config: Path) -> Iterator[ChatqServer]:
-    """`chatq serve` on a fresh database of dialect with config, until the block ends; it must
-    then stop cleanly."""
+def serving(dialect: str, workdir: Path, config: Path, *args: str) -> Iterator[ChatqServer]:
+    """`chatq serve` on a fresh database of dialect with config (and any further args), until
+    the block ends; it must then stop cleanly."""
     with database_url(dialect, workdir) as url:
         proc = ChatqServer(
             workdir,
@@ -97,6 +111,7 @@ def serving(dialect: str, workdir: Path, config: Path) -> Iterator[ChatqServer]:
             url,
             "--config",
             str(config),
+            *args,
             env={"FAKE_UPSTREAM_KEY": UPSTREAM_KEY},
         )
         proc.start()

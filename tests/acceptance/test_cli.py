@@ -27,6 +27,7 @@ from tests.harness import ChatqServer, chatq_env, run_cli
         ["webhooks", "secret"],
         ["webhooks", "deliveries"],
         ["webhooks", "replay"],
+        ["usage"],
     ],
 )
 def test_every_flag_names_its_env_twin(command: list[str]) -> None:

@@ -111,9 +111,11 @@ def test_full_object_shape(alice: httpx.Client) -> None:
         "started_at",
         "completed_at",
         "failed_at",
+        "metadata",
         "response",
         "error_message",
     }
+    assert created["metadata"] == {}
     assert created["status"] == "CREATED"
     done = wait_finished(alice, created["id"])
     assert done["status"] == "COMPLETED"

@@ -94,6 +94,28 @@ def test_wait_watch_stop_example(server: ChatqServer, new_key: Callable[[], str]
     assert "not_found" in curl(per_request[0].replace("<id>", created["id"]))
 
 
+def test_label_and_find_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    """The 'Label and find requests' curl commands: a labelled create, then the filtered list
+    finds it once it has finished."""
+    block = block_containing("bash", "metadata.batch=").replace(DEFAULT_ADDRESS, server.base_url)
+    header, create, find = block.replace("\\\n", " ").strip().splitlines()
+    key = new_key()
+
+    def curl(command: str) -> str:
+        return run(["bash", "-c", f"{header}\n{command}"], server, key)
+
+    created = json.loads(curl(create))
+    assert created["metadata"] == {"batch": "nightly-7"}
+    found = eventually(
+        lambda: json.loads(curl(find))["requests"],
+        lambda found: bool(found),
+        what="the labelled request to finish and be listed",
+        timeout=30,
+        interval=0.2,
+    )
+    assert [(r["id"], r["status"]) for r in found] == [(created["id"], "COMPLETED")]
+
+
 def test_sync_route_sdk_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     """Both SDKs' plain chat.completions.create against the sync route, as the README shows."""
     script = block_containing("python", "from openai import OpenAI")

@@ -197,3 +197,40 @@ def test_the_local_model_answers_through_the_sdk(client: Perplexity) -> None:
         assert 0 < d.response.usage.completion_tokens <= 20
     assert isinstance(answers[0], str) and answers[0].strip(), "real, non-empty text"
     assert answers[0] == answers[1], "deterministic with a fixed seed at temperature 0"
+
+
+def test_metadata_and_a_filtered_list_through_the_sdk(client: Perplexity) -> None:
+    """metadata goes in with extra_body and comes back as a field of the parsed object; the
+    filters go in with extra_query, as the SDK writes lists (a,b) and dicts (k[x]=y)."""
+    made = {}
+    for team in ("a", "b", "a"):
+        created = client.async_.chat.completions.create(
+            request={"model": "echo", "messages": [{"role": "user", "content": team}]},
+            extra_body={"metadata": {"team": team}},
+        )
+        assert created.metadata == {"team": team}  # type: ignore[attr-defined]
+        made[created.id] = team
+    ids = list(made)
+    for request_id in ids:
+        poll(client, request_id)
+    got = client.async_.chat.completions.get(ids[0])
+    assert got.metadata == {"team": "a"}  # type: ignore[attr-defined]
+
+    seen: list[str] = []
+    query: dict[str, object] = {
+        "status": ["COMPLETED", "FAILED"],
+        "metadata": {"team": "a"},
+        "limit": 1,
+    }
+    for _ in range(5):
+        page = client.async_.chat.completions.list(extra_query=query)
+        seen.extend(r.id for r in page.requests)
+        assert all(r.metadata == {"team": "a"} for r in page.requests)  # type: ignore[attr-defined]
+        if page.next_token is None:
+            break
+        query = {**query, "next_token": page.next_token}
+    assert seen == [ids[2], ids[0]]
+    with pytest.raises(perplexity.BadRequestError, match="other filters"):
+        client.async_.chat.completions.list(
+            extra_query={"status": ["COMPLETED"], "limit": 1, "next_token": query["next_token"]}
+        )

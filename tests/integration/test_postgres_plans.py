@@ -92,9 +92,10 @@ async def explained(conn: asyncpg.Connection, plan_cache_mode: str, sql: str, *a
         await conn.fetch(sql, *args)
     finally:
         await transaction.rollback()
-    # asyncpg's own queries (the first use of a type reads the catalog) are logged too.
-    logged = [json.loads(n[n.index("{") :]) for n in notices if '"Plan"' in n]
-    (plan,) = [p for p in logged if p["Query Text"] == sql]
+    # The statement's own plan: asyncpg may run queries of its own first (the introspection
+    # of array types it has not met on this connection).
+    plans = [json.loads(n[n.index("{") :]) for n in notices if '"Plan"' in n]
+    (plan,) = [p for p in plans if p["Query Text"] == sql]
     node: dict[str, Any] = plan["Plan"]
     return rows_touched(node)
 
@@ -166,7 +167,14 @@ async def test_a_submit_finds_its_place_in_the_queue_through_the_indexes(
     text, empty = ['{"model":"echo","messages":[]}'] * size, [""] * size
     args = (ids, owners, ["echo"] * size, text, empty, [None] * size, 1.0)
     touched = await explained(
-        backlog, plan_cache_mode, q.SUBMIT, *args, [False] * size, [None] * size, [0] * size
+        backlog,
+        plan_cache_mode,
+        q.SUBMIT,
+        *args,
+        [False] * size,  # stream
+        [None] * size,  # webhook_url
+        [None] * size,  # metadata
+        [0] * size,  # priority
     )
     assert touched <= ROWS_PER_BATCH_ROW * size, touched
 
@@ -181,8 +189,19 @@ async def test_recording_a_batch_touches_rows_in_proportion_to_what_is_leased(
         await store.complete_many("w", [(job.id, {}) for job in claimed])
     leased = [job.id for _ in range(4) for job in await store.claim("w", BATCH, 30.0)]
     done = leased[:BATCH]
+    zeros = [0] * len(done)
     touched = await explained(
-        conn, plan_cache_mode, q.COMPLETE_MANY, 2.0, done, ["{}"] * len(done), "w"
+        conn,
+        plan_cache_mode,
+        q.COMPLETE_MANY,
+        2.0,
+        done,
+        ["{}"] * len(done),
+        "w",
+        zeros,
+        zeros,
+        zeros,
+        [0.0] * len(done),
     )
     # A hash join over this worker's leased rows at worst: never leased x batch.
     assert touched <= ROWS_PER_BATCH_ROW * len(leased), touched

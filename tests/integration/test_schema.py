@@ -30,7 +30,15 @@ def _one_line(sql: str) -> str:
     return re.sub(r"\s+", " ", sql).strip()
 
 
-MIGRATIONS = ["0001_init", "0002_streams_and_cancel", "0003_webhooks", "0007_limits_and_priority"]
+MIGRATIONS = [
+    "0001_init",
+    "0002_streams_and_cancel",
+    "0003_webhooks",
+    "0004_webhook_claims",
+    "0005_usage_and_admin",
+    "0006_metadata_and_filters",
+    "0007_limits_and_priority",
+]
 RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
 
 

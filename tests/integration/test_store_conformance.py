@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chatq.domain import JSON, ApiKey, KeyHolder, NewRequest, Status
+from chatq.domain import JSON, ApiKey, KeyHolder, NewRequest, QueueDepth, Status
 from chatq.store import IdempotencyConflict, Store
 from tests.integration.stores import OWNER, Clock, complete_one, new_request
 
@@ -257,7 +257,7 @@ async def test_keys(store: Store, clock: Clock) -> None:
     assert await store.count_keys() == 0
     key = ApiKey(id="k1", name="laptop", owner="alice", created_at=clock.now, revoked_at=None)
     await store.insert_key(key, "hash-1")
-    assert await store.key_holder("hash-1") == KeyHolder("alice", None, "k1")
+    assert await store.key_holder("hash-1") == KeyHolder("alice", None, key_id="k1")
     assert await store.key_holder("hash-2") is None
     assert await store.list_keys() == [key]
     assert await store.count_keys() == 1
@@ -284,6 +284,25 @@ async def test_wait_for_work_wakes_on_submit(store: Store) -> None:
     assert not waiter.done()
     await store.submit(new())
     await asyncio.wait_for(waiter, timeout=5)
+
+
+async def test_queue_depth_counts_unfinished_requests_and_pending_deliveries(
+    store: Store,
+) -> None:
+    assert await store.queue_depth() == QueueDepth(0, 0, 0)
+    hooked = [
+        NewRequest.create(OWNER, {"model": "echo", "messages": []}, webhook_url="https://h.example")
+        for _ in range(2)
+    ]
+    for submitted in [*hooked, *(new(f"d{i}", owner=f"o{i % 2}") for i in range(4))]:
+        await store.submit(submitted)
+    assert await store.queue_depth() == QueueDepth(6, 0, 0), "every owner's"
+    claimed = await store.claim("w1", 3, LEASE)  # oldest first: both hooked, one plain
+    assert await store.queue_depth() == QueueDepth(3, 3, 0)
+    assert await complete_one(store, claimed[0].id, "w1", {"ok": True})
+    assert await store.fail(claimed[1].id, "w1", "boom")
+    assert await store.fail(claimed[2].id, "w1", "boom")
+    assert await store.queue_depth() == QueueDepth(3, 0, 2), "hooked: each queued a delivery"
 
 
 async def test_ping(store: Store) -> None:

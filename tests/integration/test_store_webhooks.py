@@ -121,12 +121,19 @@ async def test_claims_are_leased_and_disjoint(store: Store, clock: Clock) -> Non
     assert {d.request_id for d in again} == ids, "a dead worker's claims come due again"
 
 
-async def test_claims_skip_busy_owners(store: Store) -> None:
-    request_id = await finished_with_delivery(store)
-    assert await store.claim_deliveries("d1", 10, LEASE, [OWNER]) == []
-    assert [d.request_id for d in await store.claim_deliveries("d1", 10, LEASE, ["bob"])] == [
-        request_id
-    ]
+async def test_claims_keep_to_each_owners_share(store: Store) -> None:
+    mine = {await finished_with_delivery(store, f"r{i}") for i in range(5)}
+    other = NewRequest.create("bob", {"model": "echo", "messages": []}, webhook_url=HOOK)
+    bobs, _ = await store.submit(other)
+    await store.claim("w1", 1, LEASE)
+    assert await complete_one(store, bobs.id, "w1", {"ok": True})
+
+    first = await store.claim_deliveries("d1", 10, LEASE, per_owner=3, in_flight={OWNER: 1})
+    assert sorted(d.owner for d in first) == [OWNER, OWNER, "bob"], "2 more of mine, 1 of bob's"
+    assert await store.claim_deliveries("d1", 10, LEASE, 3, {OWNER: 3}) == [], "mine: at share"
+    rest = await store.claim_deliveries("d1", 10, LEASE, 3, {OWNER: 2, "bob": 1})
+    assert len(rest) == 1 and {d.request_id for d in first + rest} < mine | {bobs.id}
+    assert len(await store.claim_deliveries("d1", 10, LEASE, 3)) == 2, "the last two of mine"
 
 
 def result(
@@ -175,7 +182,7 @@ async def test_attempts_are_recorded_under_the_claim(store: Store, clock: Clock)
 
 async def test_a_410_disables_the_url_until_it_is_set_again(store: Store) -> None:
     await store.insert_key(ApiKey("k1", "bot", OWNER, 1.0, None, HOOK), "hash-1")
-    assert await store.key_holder("hash-1") == KeyHolder(OWNER, HOOK, "k1")
+    assert await store.key_holder("hash-1") == KeyHolder(OWNER, HOOK, key_id="k1")
     request_id = await finished_with_delivery(store)
     delivery = await claim_one(store)
     gone = result(delivery, 5.0, DeliveryStatus.FAILED, 410, error="410 Gone", disable_url=True)
@@ -196,7 +203,7 @@ async def test_a_410_disables_the_url_until_it_is_set_again(store: Store) -> Non
     assert await store.set_key_webhook("bot", HOOK) == 1
     assert not await store.webhook_url_disabled(OWNER, HOOK), "set again on the key"
     assert await store.set_key_webhook("k1", None) == 1
-    assert await store.key_holder("hash-1") == KeyHolder(OWNER, None, "k1")
+    assert await store.key_holder("hash-1") == KeyHolder(OWNER, None, key_id="k1")
     assert await store.set_key_webhook("nobody", HOOK) == 0
 
 
@@ -219,15 +226,29 @@ async def test_replay_makes_a_delivery_due_again_with_the_same_id(
     assert not await store.replay_delivery("msg_nothing")
 
 
+async def test_a_delivery_context_is_its_request_secrets_and_url_state(store: Store) -> None:
+    request_id = await finished_with_delivery(store)
+    delivery = await claim_one(store)
+    context = await store.delivery_context(delivery)
+    assert context is not None and context.job == await store.get(OWNER, request_id)
+    assert context.secrets == await store.webhook_secrets(OWNER), "made on first use, kept"
+    assert not context.url_disabled
+    gone = result(delivery, 5.0, DeliveryStatus.FAILED, 410, error="410 Gone", disable_url=True)
+    assert await store.record_delivery("d1", gone)
+    again = await store.delivery_context(delivery)
+    assert again is not None and again.url_disabled and again.secrets == context.secrets
+    assert await store.delete(OWNER, request_id)
+    assert await store.delivery_context(delivery) is None, "its request is gone"
+
+
 async def test_release_hands_back_unmade_deliveries(store: Store, clock: Clock) -> None:
     a, b = await finished_with_delivery(store, "a"), await finished_with_delivery(store, "b")
     assert len(await store.claim_deliveries("d1", 10, LEASE)) == 2
     assert await store.release_deliveries("d2") == 0, "not d2's"
-    assert await store.release_deliveries("d1", [delivery_id(b)]) == 1
-    (again,) = await store.claim_deliveries("d2", 10, LEASE)
-    assert again.request_id == b and again.attempts == 0
-    assert await store.release_deliveries("d1") == 1
-    assert [d.request_id for d in await store.claim_deliveries("d3", 10, LEASE)] == [a]
+    assert await store.claim_deliveries("d2", 10, LEASE) == [], "still d1's"
+    assert await store.release_deliveries("d1") == 2
+    again = await store.claim_deliveries("d3", 10, LEASE)
+    assert {d.request_id for d in again} == {a, b} and {d.attempts for d in again} == {0}
 
 
 async def test_secrets_are_made_once_and_rotate(store: Store, clock: Clock) -> None:

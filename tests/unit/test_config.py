@@ -27,6 +27,15 @@ def test_flag_beats_env_beats_file(tmp_path: Path) -> None:
     assert s.config_path == Path(config)
 
 
+def test_log_format_from_file_env_or_flag(tmp_path: Path) -> None:
+    assert build_settings({}, {}).log_format == "text"
+    config = write(tmp_path, 'log_format = "json"\n')
+    assert build_settings({"config": config}, {}).log_format == "json"
+    assert build_settings({}, {"CHATQ_LOG_FORMAT": "JSON"}).log_format == "json"
+    env = {"CHATQ_CONFIG": config}
+    assert build_settings({"log-format": "text"}, env).log_format == "text"
+
+
 def test_backends_and_secret_from_env(tmp_path: Path) -> None:
     config = write(
         tmp_path,
@@ -68,6 +77,7 @@ timeout_s = 60
             "backend names must be unique; repeated: x",
         ),
         ("log_level = 'loud'\n", {}, "log_level"),
+        ("log_format = 'xml'\n", {}, "log_format: Input should be 'text' or 'json'"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=[]\n", {}, "backends.0.models"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=['m']\ncolour='red'\n", {}, "colour"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=['m']\napi_key_env='NOPE'\n", {}, "NOPE"),

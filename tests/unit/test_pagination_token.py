@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatq.api.pagination import InvalidToken, TokenCodec
+from chatq.api.pagination import InvalidToken, OtherFilters, TokenCodec
+from chatq.domain import ListFilter, Status
 
 codec = TokenCodec(b"s" * 32)
 
@@ -44,3 +45,35 @@ def test_every_single_character_change_is_refused() -> None:
                 continue
             # Base64's last character has spare bits: a change there may decode the same.
             assert decoded == 12345 and i == len(token) - 1
+
+
+FILTERED = ListFilter(statuses=frozenset({Status.FAILED}), metadata=(("team", "a"),)).scope()
+
+
+@given(seq=st.integers(0, 2**63 - 1))
+def test_a_filtered_token_round_trips_with_its_filters_only(seq: int) -> None:
+    token = codec.encode("alice", seq, FILTERED)
+    assert len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
+    assert codec.decode("alice", token, FILTERED) == seq
+    other = ListFilter(statuses=frozenset({Status.COMPLETED}), metadata=(("team", "a"),))
+    for scope in (b"", other.scope()):
+        with pytest.raises(OtherFilters):
+            codec.decode("alice", token, scope)
+    with pytest.raises(OtherFilters):
+        codec.decode("alice", codec.encode("alice", seq), FILTERED)
+
+
+def test_a_filtered_token_of_another_owner_is_not_taken_for_other_filters() -> None:
+    token = codec.encode("alice", 7, FILTERED)
+    with pytest.raises(InvalidToken) as raised:
+        codec.decode("bob", token, FILTERED)
+    assert not isinstance(raised.value, OtherFilters)
+
+
+def test_the_filters_scope_is_canonical() -> None:
+    one = ListFilter(statuses=frozenset({Status.FAILED, Status.CREATED}), model="echo")
+    same = ListFilter(statuses=frozenset({Status.CREATED, Status.FAILED}), model="echo")
+    assert one.scope() == same.scope() != ListFilter(model="echo").scope()
+    assert ListFilter().scope() == b""
+    bounded = (ListFilter(created_after=5), ListFilter(created_before=5))
+    assert bounded[0].scope() != bounded[1].scope()

@@ -58,7 +58,7 @@ def test_during_a_rotation_both_secrets_verify() -> None:
     assert rotation.signing(now=1000.0 + 60, overlap_s=60) == [new], "the overlap ends"
 
 
-def test_the_event_body_carries_the_full_object() -> None:
+def test_the_event_body_carries_the_full_object_with_its_metadata() -> None:
     job = Job(
         seq=1,
         id="4c4a5e0e-0000-4000-8000-000000000001",
@@ -68,6 +68,7 @@ def test_the_event_body_carries_the_full_object() -> None:
         started_at=1_800_000_001.0,
         completed_at=1_800_000_002.0,
         failed_at=None,
+        metadata={"batch": "b-7", "team": "search"},
         owner="alice",
         request_hash="",
         response={"id": "r"},
@@ -98,6 +99,7 @@ def test_the_event_body_carries_the_full_object() -> None:
             "started_at": 1_800_000_001,
             "completed_at": 1_800_000_002,
             "failed_at": None,
+            "metadata": {"batch": "b-7", "team": "search"},
             "response": {"id": "r"},
             "error_message": None,
         },

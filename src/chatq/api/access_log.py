@@ -1,7 +1,8 @@
 """The access log (--access-log): one line per HTTP request, on the logger chatq.access.
 
 A line holds the method, path, status and milliseconds taken, never a header: API keys
-travel in the Authorization header and must not reach a log."""
+travel in the Authorization header and must not reach a log. A line about one request (a
+path with its id) carries request_id for --log-format json."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class AccessLog:
                 f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
             )
             client = scope.get("client")
+            # The router has put the path's parameters in the scope: a line about one request
+            # names it for --log-format json.
+            request_id = scope.get("path_params", {}).get("api_request")
             log.info(
                 "%s %s %s %d %.1fms",
                 client[0] if client else "-",
@@ -44,4 +48,5 @@ class AccessLog:
                 path,
                 status,
                 (time.perf_counter() - started) * 1000,
+                extra=None if request_id is None else {"request_id": request_id},
             )

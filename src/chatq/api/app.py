@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -14,12 +15,16 @@ import chatq
 from chatq.api.access_log import AccessLog
 from chatq.api.auth import SECURITY_SCHEMES
 from chatq.api.context import ApiContext
+from chatq.api.docs import install_docs
 from chatq.api.errors import install_error_handlers
 from chatq.api.health import health_routes
 from chatq.api.limits import BodyLimit
+from chatq.api.metrics import HttpMetrics, metrics_routes
+from chatq.api.model_list import model_routes
 from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
+from chatq.api.usage import usage_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -43,15 +48,27 @@ def create_app(
         version=chatq.__version__,
         description="Asynchronous chat completions, wire-compatible with Perplexity's async API.",
         lifespan=lifespan or no_lifespan,
+        docs_url=None,  # install_docs serves them, without a CDN
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(HttpMetrics)  # outside BodyLimit: it counts the 413s too
     if access_log:
         app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
     app.state.context = context
+    app.state.started_at = int(time.time())
     install_error_handlers(app)
-    routers = [*(async_routes(prefix) for prefix in FAMILIES), sync_routes, health_routes]
+    routers = [
+        *(async_routes(prefix) for prefix in FAMILIES),
+        sync_routes,
+        usage_routes,
+        model_routes,
+        health_routes,
+        metrics_routes,
+    ]
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     _customize_openapi(app, context)
     # Every route with its methods, for the Allow header of a 405 (see allowed_methods).
     app.state.api_routes = [

@@ -33,6 +33,7 @@ class Caller:
     owner: str
     ctx: ApiContext
     webhook_url: str | None = None  # the key's default webhook
+    admin: bool = False  # an admin key: may read every owner's usage
     limits: Limits | None = None  # the key's, or the server's default; None: no limit
 
 
@@ -50,7 +51,7 @@ async def authenticate(request: Request) -> Caller:
         if holder is None:
             raise ApiError(401, "invalid API key")
         ctx.owners.put(secret_hash, holder)
-    return Caller(holder.owner, ctx, holder.webhook_url, _limits(holder, ctx))
+    return Caller(holder.owner, ctx, holder.webhook_url, holder.admin, _limits(holder, ctx))
 
 
 def _limits(holder: KeyHolder, ctx: ApiContext) -> Limits | None:

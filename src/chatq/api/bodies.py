@@ -1,6 +1,6 @@
 """The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
 Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}, and
-chatq's webhook_url and priority, which are taken out of it).
+chatq's webhook_url, metadata and priority, which are taken out of it).
 
 Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
 cannot tell this body from one FastAPI parsed."""
@@ -15,12 +15,14 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
+from chatq.api.models import (
+    ApiChatCompletionsRequest,
+    AsyncApiChatCompletionsRequest,
+    ChatqCreateFields,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
 
-# The fields of the wrapped form beside the request that a flat body may carry too.
-CHATQ_FIELDS = ("webhook_url", "priority")
 EXPECTED_SHAPE = (
     'send {"request": {"model": ..., "messages": [...]}} (Perplexity\'s async body) '
     'or the chat request itself, {"model": ..., "messages": [...]}'
@@ -32,15 +34,35 @@ async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
     body = await json_body(http)
     if isinstance(body, dict) and "request" not in body:
         if "model" in body or "messages" in body:
-            # webhook_url and priority are chatq's, never the model's: taken out, so they are
-            # not sent upstream; checked as the wrapped form's fields (their errors say body.X).
-            ours = {name: body.pop(name) for name in CHATQ_FIELDS if name in body}
-            request = validated(ApiChatCompletionsRequest, body)
-            return validated(AsyncApiChatCompletionsRequest, {"request": request, **ours})
+            return _flat(body)
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body", "request"), "msg": EXPECTED_SHAPE, "input": body}]
         )
     return validated(AsyncApiChatCompletionsRequest, body)
+
+
+def _flat(body: dict[str, Any]) -> AsyncApiChatCompletionsRequest:
+    """The flat form: chatq's own fields are chatq's, never the model's: taken out, so they
+    are not sent upstream. Every error of either part is reported, as FastAPI would."""
+    own = {name: body.pop(name) for name in ChatqCreateFields.model_fields if name in body}
+    errors: list[Any] = []
+    parts: list[BaseModel] = []
+    for model, part in ((ApiChatCompletionsRequest, body), (ChatqCreateFields, own)):
+        try:
+            parts.append(validated(model, part))
+        except RequestValidationError as exc:
+            errors.extend(exc.errors())
+    if errors:
+        raise RequestValidationError(errors)
+    request, fields = parts
+    assert isinstance(request, ApiChatCompletionsRequest)
+    assert isinstance(fields, ChatqCreateFields)
+    return AsyncApiChatCompletionsRequest.model_construct(
+        request=request,
+        webhook_url=fields.webhook_url,
+        metadata=fields.metadata,
+        priority=fields.priority,
+    )
 
 
 def chat_body(body: Any) -> ApiChatCompletionsRequest:

@@ -9,6 +9,7 @@ from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
 from chatq.config import LimitSettings
+from chatq.metrics.exposition import Exposition
 from chatq.store import Store
 
 _NO_LIMITS = LimitSettings()
@@ -21,4 +22,6 @@ class ApiContext:
     tokens: TokenCodec
     owners: OwnerCache
     event_ids: EventIds
+    exposition: Exposition  # what GET /metrics answers
+    metrics_require_key: bool = False  # GET /metrics wants a valid API key
     limits: LimitSettings = _NO_LIMITS  # for keys that set none of their own

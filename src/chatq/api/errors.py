@@ -87,9 +87,10 @@ def install_error_handlers(app: FastAPI) -> None:
                         f"(this request's Content-Type is {content_type!r})"
                     )
         try:
-            json.dumps(detail, allow_nan=False)
+            json.dumps(detail, allow_nan=False, ensure_ascii=False).encode()
         except ValueError:
-            # The input echoed back holds NaN or Infinity, which JSON cannot carry.
+            # The input echoed back holds NaN or Infinity, which JSON cannot carry, or a lone
+            # surrogate, which UTF-8 cannot (UnicodeEncodeError is a ValueError).
             detail = [{k: v for k, v in item.items() if k != "input"} for item in detail]
         return JSONResponse({"detail": detail}, status_code=422)
 

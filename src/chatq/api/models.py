@@ -3,15 +3,87 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from chatq.domain import MAX_PRIORITY, MIN_PRIORITY
+from chatq.domain import (
+    MAX_METADATA_KEY,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 
 MAX_IDEMPOTENCY_KEY = 256
 # Stored as text columns, which PostgreSQL cannot give a NUL character.
 NO_NUL = r"^[^\x00]*$"
+
+
+# The pattern also refuses a lone surrogate (JSON's "\\ud800": no character, so no database
+# could match it), as string_unicode.
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY, pattern=NO_NUL)
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE, pattern=NO_NUL)]
+# Written out: pydantic would state the key's pattern as patternProperties, which leaves a
+# key that breaks it unconstrained (and schema-valid) instead of refused.
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_METADATA_PAIRS,
+    "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY, "pattern": NO_NUL},
+    "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE, "pattern": NO_NUL},
+}
+RequestMetadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(max_length=MAX_METADATA_PAIRS),
+    WithJsonSchema(
+        {
+            **METADATA_SCHEMA,
+            "description": f"Your labels for the request: up to {MAX_METADATA_PAIRS} pairs, "
+            f"keys of 1 to {MAX_METADATA_KEY} characters, string values of up to "
+            f"{MAX_METADATA_VALUE}. Returned on get and list, and filtered on with "
+            "metadata.KEY=VALUE; never sent to the model.",
+        }
+    ),
+]
+
+
+def _integral(value: object) -> object:
+    """908.0 is an integer to JSON Schema (and to clients that write numbers as floats);
+    2.5, "5" and true are not, and strict validation refuses them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Priority = Annotated[
+    int,
+    BeforeValidator(_integral),
+    Field(
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Orders this owner's own waiting requests: higher is started first; "
+        "equal priorities start oldest first. Other owners' requests take turns with yours "
+        f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
+    ),
+]
+WebhookUrl = Annotated[
+    str | None,
+    Field(
+        description="chatq POSTs the signed async_chat_completion.completed or .failed event "
+        "here when the request ends (default: the API key's webhook, if it has one). An http "
+        "or https URL; anything else is a 400 invalid_webhook_url.",
+    ),
+]
 
 
 class ChatMessage(BaseModel):
@@ -47,30 +119,18 @@ class AsyncApiChatCompletionsRequest(BaseModel):
         pattern=NO_NUL,
         description="Replays with the same key and request return the same object.",
     )
-    webhook_url: str | None = Field(
-        default=None,
-        description="chatq POSTs the signed async_chat_completion.completed or .failed event "
-        "here when the request ends (default: the API key's webhook, if it has one). An http "
-        "or https URL; anything else is a 400 invalid_webhook_url.",
-    )
-    priority: int = Field(
-        default=0,
-        ge=MIN_PRIORITY,
-        le=MAX_PRIORITY,
-        strict=True,
-        description="Orders this owner's own waiting requests: higher is started first; "
-        "equal priorities start oldest first. Other owners' requests take turns with yours "
-        f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
-    )
+    webhook_url: WebhookUrl = None
+    metadata: RequestMetadata | None = None
+    priority: Priority = 0
 
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _integral_number(cls, value: object) -> object:
-        """908.0 is an integer to JSON Schema (and to clients that write numbers as floats);
-        2.5, "5" and true are not, and strict validation refuses them."""
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
+
+class ChatqCreateFields(BaseModel):
+    """chatq's own fields of a flat create body (the chat request itself): taken out of it,
+    never sent to the model."""
+
+    webhook_url: WebhookUrl = None
+    metadata: RequestMetadata | None = None
+    priority: Priority = 0
 
 
 class AsyncProcessingStatus(enum.StrEnum):
@@ -138,6 +198,9 @@ class AsyncApiChatCompletionsResponseSummary(BaseModel):
     failed_at: int | None = Field(None, description="Unix timestamp of when processing failed.")
     model: str
     status: AsyncProcessingStatus
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The metadata given on create ({} if none)."
+    )
 
 
 class AsyncApiChatCompletionsResponse(AsyncApiChatCompletionsResponseSummary):
@@ -190,3 +253,36 @@ class WebhookDelivery(BaseModel):
     next_attempt_at: int | None = Field(None, description="Unix timestamp of the next try.")
     last_error: str | None = None
     attempts: list[WebhookAttempt]
+
+
+class UsageRecord(BaseModel):
+    date: str | None = Field(
+        description="The UTC day (YYYY-MM-DD) the requests finished; null with group_by=model."
+    )
+    model: str | None = Field(description="The model requested; null with group_by=day.")
+    requests: int = Field(description="Requests that finished (COMPLETED or FAILED).")
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(
+        description="The sum of the responses' usage.cost.total_cost: the upstream's, or "
+        "computed from the configured prices."
+    )
+
+
+class UsageResponse(BaseModel):
+    data: list[UsageRecord]
+
+
+class Model(BaseModel):
+    """A model this server routes, as OpenAI's model list names one."""
+
+    id: str = Field(description="The name to send as a request's model.")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix timestamp of when this API process started.")
+    owned_by: str = Field(description="The name of the configured backend that serves it.")
+
+
+class ListModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

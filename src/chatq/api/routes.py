@@ -16,11 +16,13 @@ from chatq.api.auth import SECURED, Authenticated
 from chatq.api.bodies import create_body
 from chatq.api.errors import ApiError, error_responses, sse_event_schema
 from chatq.api.events import BEFORE_ALL, InvalidEventId, events_of
+from chatq.api.filters import METADATA_PARAMETER, STATUS_PARAMETER, list_filter
 from chatq.api.models import (
+    NO_NUL,
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
 )
-from chatq.api.pagination import InvalidToken
+from chatq.api.pagination import InvalidToken, OtherFilters
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
 from chatq.api.waiting import MAX_WAIT_S, preferred_wait, unless_disconnected, until_finished
 from chatq.api.webhooks import WebhookDelivery, request_webhook
@@ -72,6 +74,7 @@ VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+MAX_UNIX_TIME = 253_402_300_799  # the last second of the year 9999
 WaitQuery = Annotated[
     float | None,
     Query(
@@ -142,9 +145,12 @@ def async_routes(prefix: str) -> APIRouter:
         list_requests,
         "list_async_chat_completions",
         summary="List Async Chat Completions",
-        description="Lists all asynchronous chat completion requests for the authenticated user.",
+        description="Lists all asynchronous chat completion requests for the authenticated "
+        "user, newest first; the filters narrow the list, and a next_token is valid only "
+        "with the filters it was issued with.",
         response_model=ListAsyncApiChatCompletionsResponse,
         responses=error_responses(400, 401),
+        openapi_extra={**SECURED, "parameters": [STATUS_PARAMETER, METADATA_PARAMETER]},
     )
     route(
         "GET",
@@ -214,6 +220,7 @@ async def create(caller: Authenticated, http: Request) -> JSONResponse:
         key,
         body.webhook_url,
         caller.webhook_url,
+        body.metadata,
         body.priority,
         caller.limits,
     )
@@ -231,6 +238,7 @@ async def create(caller: Authenticated, http: Request) -> JSONResponse:
 
 async def list_requests(
     caller: Authenticated,
+    http: Request,
     limit: Annotated[
         int, Query(ge=1, le=1000, description="Maximum number of requests to return.")
     ] = 20,
@@ -241,18 +249,48 @@ async def list_requests(
             "Ensure this token is URL-encoded when passed as a query parameter."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, pattern=NO_NUL, description="Only this model's."),
+    ] = None,
+    created_after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_UNIX_TIME,
+            description="Only requests created at or after this time (unix seconds).",
+        ),
+    ] = None,
+    created_before: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_UNIX_TIME,
+            description="Only requests created before this time (unix seconds).",
+        ),
+    ] = None,
 ) -> JSONResponse:
     owner, ctx = caller.owner, caller.ctx
+    narrowed = list_filter(http, model, created_after, created_before)
+    scope = narrowed.scope()
     before: int | None = None
     if next_token is not None:
         try:
-            before = ctx.tokens.decode(owner, next_token)
+            before = ctx.tokens.decode(owner, next_token, scope)
+        except OtherFilters:
+            raise ApiError(
+                400,
+                "next_token was issued for a list with other filters: send the same status, "
+                "model, created_after, created_before and metadata filters as the page it "
+                "came with",
+                "invalid_next_token",
+            ) from None
         except InvalidToken:
             raise ApiError(
                 400, "next_token is malformed or not yours", "invalid_next_token"
             ) from None
-    page, more = await ctx.store.list_page(owner, limit, before)
-    token = ctx.tokens.encode(owner, page[-1].seq) if more and page else None
+    page, more = await ctx.store.list_page(owner, limit, before, narrowed)
+    token = ctx.tokens.encode(owner, page[-1].seq, scope) if more and page else None
     return JSONResponse({"requests": [summary(s) for s in page], "next_token": token})
 
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError, has_non_finite
 from chatq.api.models import MAX_IDEMPOTENCY_KEY, ApiChatCompletionsRequest
-from chatq.domain import Job, Limits, NewRequest
+from chatq.domain import Job, Limits, Metadata, NewRequest
 from chatq.store import IdempotencyConflict, LimitExceeded, UnstorableRequest
 from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
 
@@ -30,12 +30,14 @@ async def submit(
     key: str | None,
     webhook_url: str | None = None,
     key_webhook: str | None = None,
+    metadata: Metadata | None = None,
     priority: int = 0,
     limits: Limits | None = None,
 ) -> Job:
     """Store a request durably (its model must be served); the stored request, or the
-    existing one that a replayed idempotency key names. Its webhook is webhook_url, else
-    the key's default. Over the key's limits: a 429 with Retry-After, and nothing stored."""
+    existing one that a replayed idempotency key names (with its own metadata and webhook).
+    Its webhook is webhook_url, else the key's default. Over the key's limits: a 429 with
+    Retry-After, and nothing stored."""
     if webhook_url is not None:
         try:
             check_webhook_url(webhook_url)
@@ -54,6 +56,7 @@ async def submit(
             key,
             webhook_url=webhook_url if webhook_url is not None else key_webhook,
             webhook_named=webhook_url is not None,
+            metadata=metadata,
             priority=priority,
             limits=limits,
         )

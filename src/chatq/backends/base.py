@@ -13,19 +13,33 @@ TextSink = Callable[[str], None]
 
 
 class BackendError(Exception):
-    """An upstream call failed; the message says what happened, for error_message."""
+    """An upstream call failed; the message says what happened, for error_message.
+
+    kind classes it for the metrics: 4xx, 5xx, timeout, connection, invalid (an answer that
+    is not a chat completion), or other."""
+
+    kind = "other"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
 
 
 class TransientError(BackendError):
     """Worth retrying: connection trouble, timeouts, 408, 429, 5xx, a malformed body."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, kind: str | None = None
+    ) -> None:
+        super().__init__(message, kind=kind)
         self.retry_after = retry_after
 
 
 class PermanentError(BackendError):
     """Retrying cannot help (a 4xx other than 408 and 429): fail the request at once."""
+
+    kind = "4xx"
 
 
 class Backend(Protocol):

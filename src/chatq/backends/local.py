@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import importlib.util
 import logging
 import os
@@ -128,7 +129,10 @@ class LocalBackend:
         loop = asyncio.get_running_loop()
         generation = _Generation(loop, on_text)
         try:
-            future = self._executor.submit(generation.run, llama, request)
+            # In the caller's context, as asyncio.to_thread does: the thread's log lines are
+            # about the caller's request.
+            context = contextvars.copy_context()
+            future = self._executor.submit(context.run, generation.run, llama, request)
         except BaseException:
             free.put_nowait(llama)
             raise

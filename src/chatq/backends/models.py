@@ -40,9 +40,24 @@ class ModelTable:
                 return candidate
         return None
 
+    def metric_label(self, model: str) -> str:
+        """How metrics name model: itself if the table names it, else the glob that routes
+        it, so that clients' model names cannot make series without bound."""
+        if model in self._exact:
+            return model
+        for pattern, _ in self._globs:
+            if fnmatch.fnmatchcase(model, pattern):
+                return pattern
+        return "unrouted"
+
     def models(self) -> list[str]:
         """The names and patterns served, in config order, for error messages and listings."""
         return [pattern for config in self.backends for pattern in config.models]
+
+    def named(self) -> dict[str, str]:
+        """The exact names served, in config order, each with the name of its backend. A
+        pattern names no model a client could pick, so it is left out."""
+        return {model: config.name for model, config in self._exact.items()}
 
 
 def default_backends() -> tuple[BackendConfig, ...]:

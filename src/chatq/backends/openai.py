@@ -116,10 +116,13 @@ class OpenAIBackend:
             except TimeoutError as exc:  # aiohttp's own timeout errors are TimeoutErrors too
                 raise TransientError(
                     f"upstream {self.name}: no complete answer within {self._timeout_s:g}s "
-                    f"({type(exc).__name__})"
+                    f"({type(exc).__name__})",
+                    kind="timeout",
                 ) from exc
             except aiohttp.ClientError as exc:
-                raise TransientError(f"upstream {self.name}: {type(exc).__name__}: {exc}") from exc
+                raise TransientError(
+                    f"upstream {self.name}: {type(exc).__name__}: {exc}", kind="connection"
+                ) from exc
         if streamed is not None:
             return self._normalize(streamed, request_id, model)
         completion = self._read(answer, request_id, model)
@@ -148,12 +151,15 @@ class OpenAIBackend:
                     break
         except MalformedStream as exc:
             raise TransientError(
-                f"upstream {self.name}: malformed event stream after {chunks.count} chunk(s): {exc}"
+                f"upstream {self.name}: malformed event stream after {chunks.count} chunk(s): "
+                f"{exc}",
+                kind="invalid",
             ) from None
         except aiohttp.ClientError as exc:
             raise TransientError(
                 f"upstream {self.name}: the stream broke off after {chunks.count} chunk(s): "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}",
+                kind="connection",
             ) from exc
         if done:
             await _drain(response)
@@ -161,7 +167,8 @@ class OpenAIBackend:
             cut = " in the middle of an event" if decoder.pending else ""
             raise TransientError(
                 f"upstream {self.name}: the stream ended{cut} after {chunks.count} chunk(s), "
-                "without [DONE] or a finish_reason"
+                "without [DONE] or a finish_reason",
+                kind="invalid",
             )
         return chunks.completion()
 
@@ -171,18 +178,21 @@ class OpenAIBackend:
         except ValueError:
             raise TransientError(
                 f"upstream {self.name}: malformed event after {count} chunk(s), not JSON: "
-                f"{data[:_SNIPPET]!r}"
+                f"{data[:_SNIPPET]!r}",
+                kind="invalid",
             ) from None
         if not isinstance(chunk, dict):
             raise TransientError(
                 f"upstream {self.name}: malformed event after {count} chunk(s), not a JSON "
-                f"object: {data[:_SNIPPET]!r}"
+                f"object: {data[:_SNIPPET]!r}",
+                kind="invalid",
             )
         if "error" in chunk and "choices" not in chunk:
             # vLLM, OpenAI and others report a failure mid-stream as an error event.
             raise TransientError(
                 f"upstream {self.name}: error in the stream after {count} chunk(s): "
-                f"{_error_message(chunk) or data[:_SNIPPET]}"
+                f"{_error_message(chunk) or data[:_SNIPPET]}",
+                kind="invalid",
             )
         return chunk
 
@@ -190,7 +200,9 @@ class OpenAIBackend:
         try:
             return normalize_completion(raw, request_id, model)
         except MalformedCompletion as exc:
-            raise TransientError(f"upstream {self.name}: malformed completion: {exc}") from None
+            raise TransientError(
+                f"upstream {self.name}: malformed completion: {exc}", kind="invalid"
+            ) from None
 
     def _read(self, answer: _Answer, request_id: str, model: str) -> JSON:
         status = answer.status
@@ -198,6 +210,7 @@ class OpenAIBackend:
             raise TransientError(
                 f"upstream {self.name}: HTTP {status}: {_error_text(answer)}",
                 retry_after=parse_retry_after(answer.retry_after),
+                kind=f"{status // 100}xx",
             )
         if status >= 400:
             raise PermanentError(f"upstream {self.name}: HTTP {status}: {_error_text(answer)}")
@@ -206,7 +219,8 @@ class OpenAIBackend:
         except ValueError:
             raise TransientError(
                 f"upstream {self.name}: HTTP {status} with a body that is not JSON: "
-                f"{answer.text()[:_SNIPPET]!r}"
+                f"{answer.text()[:_SNIPPET]!r}",
+                kind="invalid" if 200 <= status < 300 else f"{status // 100}xx",
             ) from None
         return self._normalize(raw, request_id, model)
 

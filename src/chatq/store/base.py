@@ -8,29 +8,37 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
 from chatq.domain import (
     CANCELLED,
     JSON,
+    NO_FILTER,
     ApiKey,
     ClaimedJob,
     Delivery,
+    DeliveryContext,
     DeliveryRecord,
     DeliveryResult,
     DeliveryStatus,
     Job,
     KeyHolder,
+    ListFilter,
     NewRequest,
+    QueueDepth,
     Status,
     Summary,
     TextPiece,
+    UsageGrouping,
+    UsageRow,
     WebhookSecrets,
     new_webhook_secret,
+    usage_keys,
 )
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
@@ -43,6 +51,7 @@ from chatq.store.rows import (
     job_from_row,
     page_from_rows,
     record_from_row,
+    usage_from_row,
 )
 
 log = logging.getLogger("chatq.store")
@@ -65,8 +74,16 @@ Topic = Literal["work", "cancels", "changes", "webhooks"]
 class SqlStore(abc.ABC):
     # The dialect's own statements that the shared verbs run.
     CLAIM: ClassVar[str]
-    CLAIM_DELIVERIES: ClassVar[str]  # $5: the owners to skip, as the dialect's _id_list has them
+    CLAIM_DELIVERIES: ClassVar[str]
     WATCHED: ClassVar[str]  # (id, status, runs, end of the current run's text) of ids $1
+    # The transitions to FAILED, as the dialect counts their usage (store/queries.py has
+    # what each does).
+    FAIL: ClassVar[str]
+    RELEASE_CANCELLED: ClassVar[str]
+    RESCUE_CANCELLED: ClassVar[str]
+    RESCUE_FAIL: ClassVar[str]
+    CANCEL_WAITING: ClassVar[str]
+    METADATA_MATCH: ClassVar[str]  # metadata holds the pair ({key}, {value}): list filters
     MIGRATIONS_PACKAGE: ClassVar[str]
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -145,13 +162,17 @@ class SqlStore(abc.ABC):
             secret_hash,
             key.created_at,
             key.webhook_url,
+            key.admin,
             key.max_unfinished,
             key.rpm,
         )
 
     async def key_holder(self, secret_hash: str) -> KeyHolder | None:
         rows = await self._read(q.KEY_HOLDER, secret_hash)
-        return KeyHolder(str(rows[0][0]), *rows[0][1:]) if rows else None
+        if not rows:
+            return None
+        owner, webhook_url, admin, *limits = rows[0]
+        return KeyHolder(str(owner), webhook_url, bool(admin), *limits)
 
     async def set_key_webhook(self, key: str, url: str | None) -> int:
         rows = await self._write(q.KEY_SET_WEBHOOK, url, key)
@@ -164,13 +185,20 @@ class SqlStore(abc.ABC):
         return await self._execute(q.KEY_SET_LIMIT[limit], value, key)
 
     async def list_keys(self) -> list[ApiKey]:
-        return [ApiKey(*r) for r in await self._read(q.KEY_LIST)]
+        return [
+            ApiKey(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8])
+            for r in await self._read(q.KEY_LIST)
+        ]
 
     async def revoke_key(self, key_id: str) -> bool:
         return await self._execute(q.KEY_REVOKE, self._clock(), key_id) == 1
 
     async def count_keys(self) -> int:
         return int((await self._read(q.KEY_COUNT))[0][0])
+
+    async def queue_depth(self) -> QueueDepth:
+        created, in_progress, pending = (await self._read(q.QUEUE_DEPTH))[0]
+        return QueueDepth(int(created), int(in_progress), int(pending))
 
     # ---- requests, as the API sees them
 
@@ -188,8 +216,11 @@ class SqlStore(abc.ABC):
         return job_from_row(rows[0]) if rows else None
 
     async def list_page(
-        self, owner: str, limit: int, before_seq: int | None
+        self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER
     ) -> tuple[list[Summary], bool]:
+        if not narrowed.empty:
+            sql, args = q.filtered_list(owner, narrowed, before_seq, limit, self.METADATA_MATCH)
+            return page_from_rows(await self._read(sql, *args), limit)
         if before_seq is None:
             rows = await self._read(q.LIST_FIRST_PAGE, owner, limit + 1)
         else:
@@ -219,7 +250,7 @@ class SqlStore(abc.ABC):
         message = message.replace("\x00", "\\0")
         now = self._clock()
         failed, queued = await self._execute_all(
-            [(q.FAIL, (now, message, request_id, worker_id)), (q.WEBHOOK_ENQUEUE, (now,))]
+            [(self.FAIL, (now, message, request_id, worker_id)), (q.WEBHOOK_ENQUEUE, (now,))]
         )
         if failed:
             self._announce(Change(request_id, Status.FAILED))
@@ -240,7 +271,7 @@ class SqlStore(abc.ABC):
                 statement
                 for i in request_ids
                 for statement in (
-                    (q.RELEASE_CANCELLED, (i, worker_id, now, CANCELLED)),
+                    (self.RELEASE_CANCELLED, (i, worker_id, now, CANCELLED)),
                     (q.RELEASE, (i, worker_id)),
                 )
             ]
@@ -257,8 +288,8 @@ class SqlStore(abc.ABC):
         now = self._clock()
         cancelled, failed, queued, requeued = await self._execute_all(
             [
-                (q.RESCUE_CANCELLED, (now, CANCELLED)),
-                (q.RESCUE_FAIL, (now, max_deliveries)),
+                (self.RESCUE_CANCELLED, (now, CANCELLED)),
+                (self.RESCUE_FAIL, (now, max_deliveries)),
                 (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.RESCUE_REQUEUE, (now,)),
             ]
@@ -289,7 +320,7 @@ class SqlStore(abc.ABC):
         now = self._clock()
         failed, queued, marked = await self._execute_all(
             [
-                (q.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
+                (self.CANCEL_WAITING, (now, CANCELLED, owner, request_id)),
                 (q.WEBHOOK_ENQUEUE, (now,)),
                 (q.CANCEL_RUNNING, (now, owner, request_id)),
             ]
@@ -359,7 +390,12 @@ class SqlStore(abc.ABC):
     # ---- webhooks
 
     async def claim_deliveries(
-        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+        self,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        per_owner: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
         if limit <= 0:
             return []
@@ -370,43 +406,40 @@ class SqlStore(abc.ABC):
             worker_id,
             now + lease_s,
             limit,
-            self._id_list(list(skip_owners)),
+            json.dumps(dict(in_flight or {})),
+            limit if per_owner is None else per_owner,
         )
         return sorted(map(delivery_from_row, rows), key=lambda d: (d.created_at, d.id))
 
     async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
         d = result.delivery
         error = None if result.error is None else result.error.replace("\x00", "\\0")
-        statements: list[Statement] = [
-            (q.WEBHOOK_ATTEMPT, (d.id, worker_id, result.at, result.status_code, error)),
-            (
-                q.WEBHOOK_RECORD,
-                (
-                    d.id,
-                    worker_id,
-                    result.status.value,
-                    result.next_attempt_at if result.status is DeliveryStatus.PENDING else None,
-                    result.at if result.status is DeliveryStatus.DELIVERED else None,
-                    error,
-                ),
-            ),
-        ]
+        state = (
+            d.id,
+            worker_id,
+            result.status.value,
+            result.next_attempt_at if result.status is DeliveryStatus.PENDING else None,
+            result.at if result.status is DeliveryStatus.DELIVERED else None,
+            error,
+        )
+        statements = self._recording(state, result.at, result.status_code)
+        recorded = len(statements) - 1
         if result.disable_url:
             statements.append((q.WEBHOOK_DISABLE, (d.owner, d.url, result.at)))
         counts = await self._execute_all(statements)
-        return counts[1] == 1
+        return counts[recorded] == 1
 
-    async def release_deliveries(
-        self, worker_id: str, delivery_ids: Sequence[str] | None = None
-    ) -> int:
-        now = self._clock()
-        if delivery_ids is not None:
-            return sum(
-                await self._execute_all(
-                    [(q.WEBHOOK_RELEASE_ONE, (worker_id, now, i)) for i in delivery_ids]
-                )
-            )
-        released = await self._execute(q.WEBHOOK_RELEASE, worker_id, now)
+    def _recording(
+        self, state: tuple[Any, ...], at: float, status_code: int | None
+    ) -> list[Statement]:
+        """What records an attempt and its delivery's new state (WEBHOOK_RECORD's arguments
+        in state); the last statement touches a row only if the claim is still the worker's."""
+        delivery, worker_id, *_, error = state
+        attempt = (delivery, worker_id, at, status_code, error)
+        return [(q.WEBHOOK_ATTEMPT, attempt), (q.WEBHOOK_RECORD, state)]
+
+    async def release_deliveries(self, worker_id: str) -> int:
+        released = await self._execute(q.WEBHOOK_RELEASE, worker_id, self._clock())
         self._queued(released)
         return released
 
@@ -415,6 +448,21 @@ class SqlStore(abc.ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._deliveries.wait(), timeout)
         self._deliveries.clear()
+
+    async def delivery_context(self, delivery: Delivery) -> DeliveryContext | None:
+        rows = await self._read(
+            q.DELIVERY_CONTEXT, delivery.owner, delivery.request_id, delivery.url
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        # The last four columns, after the request's (JOB_COLUMNS, whatever their number).
+        secret, previous, rotated_at, disabled = row[-4:]
+        if secret is None:  # the owner's first delivery: its secret is made now
+            secrets = await self.webhook_secrets(delivery.owner)
+        else:
+            secrets = WebhookSecrets(secret, previous, rotated_at)
+        return DeliveryContext(job_from_row(row), secrets, bool(disabled))
 
     async def webhook_url_disabled(self, owner: str, url: str) -> bool:
         return bool(await self._read(q.WEBHOOK_DISABLED, owner, url))
@@ -448,6 +496,17 @@ class SqlStore(abc.ABC):
             await self._execute(q.WEBHOOK_ENABLE, owner, url)
         self._queued(len(rows))
         return bool(rows)
+
+    # ---- usage
+
+    async def usage(
+        self, owner: str | None, first_day: str, last_day: str, group_by: UsageGrouping = None
+    ) -> list[UsageRow]:
+        keys = usage_keys(owner is None, group_by)
+        rows = await self._read(
+            q.USAGE_REPORTS[keys, owner is not None], owner, first_day, last_day
+        )
+        return [usage_from_row(keys, r) for r in rows]
 
     # ---- watching
 

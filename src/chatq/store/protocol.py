@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from chatq.domain import (
     JSON,
+    NO_FILTER,
     ApiKey,
     ClaimedJob,
     Delivery,
+    DeliveryContext,
     DeliveryRecord,
     DeliveryResult,
     Job,
     KeyHolder,
+    ListFilter,
     NewRequest,
+    QueueDepth,
     Summary,
     TextPiece,
+    UsageGrouping,
+    UsageRow,
     WebhookSecrets,
 )
 from chatq.store.feed import Watch
@@ -59,6 +65,11 @@ class Store(Protocol):
 
     async def count_keys(self) -> int: ...
 
+    # metrics
+    async def queue_depth(self) -> QueueDepth:
+        """Requests CREATED and IN_PROGRESS, and webhook deliveries PENDING: one statement
+        that reads only partial indexes of the unfinished rows."""
+
     # requests, as the API sees them
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
         """Store a request durably; (job, created). A replayed idempotency key returns the
@@ -70,9 +81,10 @@ class Store(Protocol):
     async def get(self, owner: str, request_id: str) -> Job | None: ...
 
     async def list_page(
-        self, owner: str, limit: int, before_seq: int | None
+        self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER
     ) -> tuple[list[Summary], bool]:
-        """Newest first, strictly older than before_seq; (page, more rows exist)."""
+        """Newest first, strictly older than before_seq, only those that match narrowed (by
+        default, all); (page, more such rows exist)."""
 
     # requests, as workers see them
     async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedJob]:
@@ -133,21 +145,29 @@ class Store(Protocol):
 
     # webhooks: the outbox that every terminal transition writes to, in its transaction
     async def claim_deliveries(
-        self, worker_id: str, limit: int, lease_s: float, skip_owners: Sequence[str] = ()
+        self,
+        worker_id: str,
+        limit: int,
+        lease_s: float,
+        per_owner: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """Up to limit due deliveries, none of an owner in skip_owners, leased to worker_id for
-        lease_s (then they are due again)."""
+        """Up to limit due deliveries, oldest due first, leased to worker_id for lease_s (then
+        they are due again); at most per_owner of an owner, less what in_flight says this
+        worker has in flight for it."""
 
     async def record_delivery(self, worker_id: str, result: DeliveryResult) -> bool:
         """Record an attempt and the delivery's new state (and disable its URL for its owner
         if the result says so); False if the claim is no longer worker_id's (nothing is
         recorded then but the disabling)."""
 
-    async def release_deliveries(
-        self, worker_id: str, delivery_ids: Sequence[str] | None = None
-    ) -> int:
-        """Hand back the deliveries worker_id claimed and did not record (all of them, or
-        those named): due at once; how many."""
+    async def delivery_context(self, delivery: Delivery) -> DeliveryContext | None:
+        """What an attempt at delivery needs beside it, in one read; None if its request is
+        gone."""
+
+    async def release_deliveries(self, worker_id: str) -> int:
+        """Hand back the deliveries worker_id claimed and did not record: due at once; how
+        many."""
 
     async def wait_for_deliveries(self, timeout: float) -> None:
         """Return when a delivery may have become due, or after timeout."""
@@ -170,6 +190,14 @@ class Store(Protocol):
     async def replay_delivery(self, ident: str) -> bool:
         """Make a delivery (by webhook-id or request id) due again at once, with a new
         horizon, and its URL enabled again; False if there is no such delivery."""
+
+    # usage: written by every terminal transition, in its transaction (never on read)
+    async def usage(
+        self, owner: str | None, first_day: str, last_day: str, group_by: UsageGrouping = None
+    ) -> list[UsageRow]:
+        """Sums of the requests that finished from first_day to last_day (YYYY-MM-DD, UTC,
+        inclusive), of owner (None: of every owner, by owner), per day and model (group_by
+        "day": per day; "model": per model), ordered by those keys."""
 
     # watching: one feed per process, fed by the database's notifications or by polling
     def watch(self, request_id: str) -> AbstractContextManager[Watch]:

@@ -5,6 +5,10 @@ own numbered style). What a dialect does its own way (claim, the batched submit 
 complete, migration bookkeeping) is in that dialect's queries.py, under the same names.
 """
 
+from typing import Any
+
+from chatq.domain import ListFilter, Status
+
 APPLIED_MIGRATIONS = "SELECT version, name FROM schema_migrations ORDER BY version"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"
 
@@ -13,15 +17,17 @@ SECRET_INSERT = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (nam
 SECRET_GET = "SELECT value FROM meta WHERE name = $1"
 
 KEY_INSERT = """
-INSERT INTO api_keys (id, name, owner, secret_hash, created_at, webhook_url, max_unfinished, rpm)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO api_keys
+    (id, name, owner, secret_hash, created_at, webhook_url, admin, max_unfinished, rpm)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 KEY_HOLDER = """
-SELECT owner, webhook_url, id, max_unfinished, rpm FROM api_keys
+SELECT owner, webhook_url, admin, id, max_unfinished, rpm FROM api_keys
 WHERE secret_hash = $1 AND revoked_at IS NULL
 """
 KEY_LIST = """
-SELECT id, name, owner, created_at, revoked_at, webhook_url, max_unfinished, rpm FROM api_keys
+SELECT id, name, owner, created_at, revoked_at, webhook_url, admin, max_unfinished, rpm
+FROM api_keys
 ORDER BY created_at, id
 """
 # keys update: by id or by name, live keys only; the owners whose default changed.
@@ -47,9 +53,20 @@ ON CONFLICT (key_id) DO UPDATE SET tat = excluded.tat
 KEY_REVOKE = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
 KEY_COUNT = "SELECT count(*) FROM api_keys"
 
+# For /metrics: each count reads one partial index (requests_waiting, requests_leased,
+# webhook_deliveries_due), so it costs the size of the backlog, not of the table.
+QUEUE_DEPTH = """
+SELECT
+  (SELECT count(*) FROM requests WHERE status = 'CREATED'),
+  (SELECT count(*) FROM requests WHERE status = 'IN_PROGRESS'),
+  (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING')
+"""
+
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
-SUMMARY_COLUMNS = "seq, id, model, status, created_at, started_at, completed_at, failed_at"
+SUMMARY_COLUMNS = (
+    "seq, id, model, status, created_at, started_at, completed_at, failed_at, metadata"
+)
 JOB_COLUMNS = (
     f"{SUMMARY_COLUMNS}, owner, request_hash, response, error_message, runs, stream, webhook_url"
 )
@@ -68,6 +85,61 @@ SELECT {SUMMARY_COLUMNS} FROM requests WHERE owner = $1 ORDER BY seq DESC LIMIT 
 LIST_PAGE_BEFORE = f"""
 SELECT {SUMMARY_COLUMNS} FROM requests WHERE owner = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
 """
+
+
+def filtered_list(
+    owner: str, narrowed: ListFilter, before_seq: int | None, limit: int, metadata_match: str
+) -> tuple[str, list[Any]]:
+    """A filtered list page's statement and its arguments: the owner's rows below the cursor
+    that match, newest first, up to limit + 1 (the extra one says more exist).
+
+    With a status filter, one branch per status, each an ordered range of
+    requests_owner_status_seq that stops after limit + 1 rows, merged newest first: the page
+    costs the same at any depth and table size. Without one, the range of
+    requests_owner_seq. The other parts are checked on the rows these ranges read.
+    metadata_match is the dialect's test that metadata holds the pair ({key}, {value}).
+    """
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = [f"owner = {arg(owner)}"]
+    if before_seq is not None:
+        where.append(f"seq < {arg(before_seq)}")
+    if narrowed.model is not None:
+        where.append(f"model = {arg(narrowed.model)}")
+    if narrowed.created_after is not None:
+        where.append(f"created_at >= {arg(float(narrowed.created_after))}")
+    if narrowed.created_before is not None:
+        where.append(f"created_at < {arg(float(narrowed.created_before))}")
+    for key, value in narrowed.metadata:
+        where.append(metadata_match.format(key=arg(key), value=arg(value)))
+    rows = arg(limit + 1)
+    conditions = " AND ".join(where)
+    statuses = sorted(narrowed.statuses) if len(narrowed.statuses) < len(Status) else []
+    if not statuses:
+        sql = f"""
+SELECT {SUMMARY_COLUMNS} FROM requests WHERE {conditions} ORDER BY seq DESC LIMIT {rows}"""
+        return sql, args
+    # The status is written in, not passed: with it as a parameter, PostgreSQL's generic plan
+    # (asyncpg prepares every statement) guesses half the rows match any status and walks
+    # the primary key backward, reading 50 rows per match of a status held by 1 in 50
+    # (test_list_filter_plans.py). A Status is one of four fixed words, never client text.
+    branches = [
+        f"""
+SELECT {SUMMARY_COLUMNS} FROM requests WHERE {conditions} AND status = '{Status(status).value}'
+ORDER BY seq DESC LIMIT {rows}"""
+        for status in statuses
+    ]
+    if len(branches) == 1:
+        return branches[0], args
+    merged = " UNION ALL ".join(
+        f"SELECT * FROM ({branch}) AS branch{i}" for i, branch in enumerate(branches)
+    )
+    return f"{merged} ORDER BY seq DESC LIMIT {rows}", args
+
 
 RENEW = """
 UPDATE requests SET lease_expires_at = $1
@@ -215,8 +287,18 @@ id, request_id, owner, url, event_type, created_at, status, attempts, next_attem
 delivered_at, last_error
 """
 
+# What an attempt needs, in one read: the delivery's request (no row if it is gone), its
+# owner's signing secrets (NULL before their first use) and whether a 410 disabled the URL.
+DELIVERY_CONTEXT = f"""
+SELECT {JOB_COLUMNS}, secret, previous, rotated_at,
+    EXISTS (SELECT 1 FROM webhook_disabled AS w WHERE w.owner = $1 AND w.url = $3)
+FROM requests LEFT JOIN webhook_secrets USING (owner)
+WHERE owner = $1 AND id = $2
+"""
+
 # One attempt's outcome, recorded only while the claim is still this worker's: the attempt
-# (numbered after those before it), then the delivery's new state.
+# (numbered after those before it), then the delivery's new state. PostgreSQL runs the two
+# as one statement (its RECORD_DELIVERY).
 WEBHOOK_ATTEMPT = """
 INSERT INTO webhook_attempts (request_id, attempt, at, status_code, error)
 SELECT request_id, attempts + 1, CAST($3 AS double precision), CAST($4 AS integer),
@@ -240,11 +322,6 @@ WEBHOOK_DISABLED = "SELECT 1 FROM webhook_disabled WHERE owner = $1 AND url = $2
 WEBHOOK_RELEASE = """
 UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
 WHERE lease_owner = $1 AND status = 'PENDING'
-"""
-# ... or one of them, claimed beyond what it may have in flight to its URL.
-WEBHOOK_RELEASE_ONE = """
-UPDATE webhook_deliveries SET lease_owner = NULL, next_attempt_at = $2
-WHERE lease_owner = $1 AND status = 'PENDING' AND id = $3
 """
 # Replay: by webhook-id or request id, whatever its state: due at once, with a new horizon.
 WEBHOOK_REPLAY = """
@@ -276,3 +353,39 @@ INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) 
 WEBHOOK_SECRET_ROTATE = """
 UPDATE webhook_secrets SET previous = secret, secret = $2, rotated_at = $3 WHERE owner = $1
 """
+
+# ---- usage (issue 14)
+
+# The usage table is written by the terminal transitions themselves (SQLite: a trigger,
+# migration 0005; PostgreSQL: the transitions' own statements, postgres/queries.py). These
+# read it: the sums over a range of days ($2..$3, YYYY-MM-DD, inclusive) for one owner ($1)
+# or for every owner, grouped by the keys a report names, in their order.
+USAGE_SUMS = """
+sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost)
+"""
+
+
+def _usage_report(keys: tuple[str, ...], one_owner: bool) -> str:
+    by = ", ".join(keys)
+    owner = "owner = $1" if one_owner else "CAST($1 AS text) IS NULL"
+    return f"""
+SELECT {by}, {USAGE_SUMS} FROM usage
+WHERE {owner} AND day >= $2 AND day <= $3
+GROUP BY {by} ORDER BY {by}
+"""
+
+
+# By the keys of a report (some of owner, day, model, in that order) and whether it is one
+# owner's.
+USAGE_REPORTS: dict[tuple[tuple[str, ...], bool], str] = {
+    (keys, one_owner): _usage_report(keys, one_owner)
+    for keys in (
+        ("day", "model"),
+        ("day",),
+        ("model",),
+        ("owner", "day", "model"),
+        ("owner", "day"),
+        ("owner", "model"),
+    )
+    for one_owner in (True, False)
+}

@@ -7,6 +7,7 @@ order of Summary and Job), so one mapping serves both.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -18,15 +19,22 @@ from chatq.domain import (
     DeliveryRecord,
     DeliveryStatus,
     Job,
+    Metadata,
     Status,
     Summary,
+    UsageRow,
 )
+
+# A request's token counts are capped at this when accounted, so that no upstream's absurd
+# count can overflow a sum.
+MAX_ACCOUNTED_TOKENS = 2**31 - 1
 
 
 def summary_values(
     row: Any,
-) -> tuple[int, str, str, Status, float, float | None, float | None, float | None]:
-    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7])
+) -> tuple[int, str, str, Status, float, float | None, float | None, float | None, Metadata]:
+    metadata: Metadata = orjson.loads(row[8]) if row[8] is not None else {}
+    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7], metadata)
 
 
 def summary_from_row(row: Any) -> Summary:
@@ -40,9 +48,9 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 
 def job_from_row(row: Any) -> Job:
-    response = json.loads(row[10]) if row[10] is not None else None
+    response = json.loads(row[11]) if row[11] is not None else None
     return Job(
-        *summary_values(row), row[8], row[9], response, row[11], row[12], bool(row[13]), row[14]
+        *summary_values(row), row[9], row[10], response, row[12], row[13], bool(row[14]), row[15]
     )
 
 
@@ -91,3 +99,45 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+def accounted_usage(response: Any) -> tuple[int, int, int, float]:
+    """(prompt, completion, total tokens, cost) of a response, as usage counts them: a token
+    count is a JSON number, truncated and capped at MAX_ACCOUNTED_TOKENS, the cost
+    usage.cost.total_cost when a number; anything else counts 0. (SQLite's trigger, migration
+    0005, reads stored responses by the same rule.)"""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    cost = usage.get("cost")
+    total_cost = cost.get("total_cost") if isinstance(cost, dict) else None
+    return (
+        _tokens(usage.get("prompt_tokens")),
+        _tokens(usage.get("completion_tokens")),
+        _tokens(usage.get("total_tokens")),
+        float(total_cost) if isinstance(total_cost, int | float) and _number(total_cost) else 0.0,
+    )
+
+
+def _number(value: Any) -> bool:
+    """A JSON number as stored: finite (NaN and infinities are stored as null), not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tokens(value: Any) -> int:
+    return int(max(0, min(value, MAX_ACCOUNTED_TOKENS))) if _number(value) else 0
+
+
+def usage_from_row(keys: tuple[str, ...], row: Any) -> UsageRow:
+    """A usage report's row: its keys (as queries.USAGE_REPORTS groups them), then the sums."""
+    named = dict(zip(keys, row[: len(keys)], strict=True))
+    requests, prompt, completion, total, cost = row[len(keys) :]
+    return UsageRow(
+        named.get("owner"),
+        named.get("day"),
+        named.get("model"),
+        int(requests),
+        int(prompt),
+        int(completion),
+        int(total),
+        float(cost),
+    )

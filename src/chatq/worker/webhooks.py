@@ -2,11 +2,11 @@
 
 At least once: a delivery is recorded DELIVERED only after a 2xx; a worker that dies with
 deliveries claimed leaves them to come due again when their lease ends. Deliveries have a
-concurrency budget of their own, apart from jobs', and a smaller one per owner, so an
-owner's receiver that hangs holds at most per_owner_concurrency attempts (for timeout_s
-each) while other owners' deliveries go on. Every attempt carries the same webhook-id;
-retries back off exponentially, with jitter, until horizon_s after the event; a 410
-disables the URL for its owner.
+concurrency budget of their own, apart from jobs', and a smaller one per owner that the
+claim itself keeps to, so an owner's receiver that hangs holds at most
+per_owner_concurrency attempts (for timeout_s each) while other owners' deliveries go on.
+Every attempt carries the same webhook-id; retries back off exponentially, with jitter,
+until horizon_s after the event; a 410 disables the URL for its owner.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import aiohttp
 from yarl import URL
 
 import chatq
+from chatq import metrics
 from chatq.config import WebhookSettings
 from chatq.domain import Delivery, DeliveryResult, DeliveryStatus
+from chatq.logs import request_context
 from chatq.races import first_of
 from chatq.store import Store
 from chatq.webhooks import event_body, signature_header
@@ -92,39 +94,30 @@ class Deliverer:
                 await first_of(stop, self._slot_freed, timeout=s.poll_interval_s)
                 self._slot_freed.clear()
                 continue
-            busy = [o for o, n in self._per_owner.items() if n >= s.per_owner_concurrency]
-            # No more than one owner's share at a time: what a claim takes beyond an owner's
-            # share is handed back, and a small claim keeps that churn small.
-            limit = min(free, s.per_owner_concurrency)
+            self._slot_freed.clear()
             try:
                 claimed = await self.store.claim_deliveries(
-                    self.worker_id, limit, self.lease_s, busy
+                    self.worker_id, free, self.lease_s, s.per_owner_concurrency, self._per_owner
                 )
             except Exception:
                 log.exception("claiming webhook deliveries failed; retrying")
                 await first_of(stop, timeout=s.poll_interval_s)
                 continue
-            # A claim may hold more of one owner's deliveries than it may have in flight: the
-            # rest are handed back at once, for a later claim (or another worker).
-            excess = []
             for delivery in claimed:
-                if self._per_owner[delivery.owner] >= s.per_owner_concurrency:
-                    excess.append(delivery.id)
-                else:
-                    self._start(delivery)
-            if excess:
-                with contextlib.suppress(Exception):  # else their lease ends by itself
-                    await self.store.release_deliveries(self.worker_id, excess)
-            if len(claimed) < limit:
-                # Nothing more is due now (or only busy owners'): wait for a new delivery, a
-                # freed slot (a busy owner may take another), or the next poll.
-                self._slot_freed.clear()
+                self._start(delivery)
+            if len(claimed) < free:
+                # Nothing more is due now, or only for owners at their share: wait for a new
+                # delivery, a freed slot (its owner may take another), or the next poll.
                 wake = asyncio.create_task(self.store.wait_for_deliveries(s.poll_interval_s))
                 await first_of(stop, self._slot_freed, wake)
                 wake.cancel()
 
     def _start(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._deliver(delivery), name=f"chatq-webhook-{delivery.id}")
+        task = asyncio.create_task(
+            self._deliver(delivery),
+            name=f"chatq-webhook-{delivery.id}",
+            context=request_context(delivery.request_id),
+        )
         self._in_flight[delivery.id] = task
         self._per_owner[delivery.owner] += 1
 
@@ -145,6 +138,7 @@ class Deliverer:
             if not await self.store.record_delivery(self.worker_id, result):
                 log.warning("webhook %s: claim lost before the attempt was recorded", delivery.id)
                 return
+            metrics.WEBHOOK_DELIVERIES.labels(metrics.WEBHOOK_OUTCOMES[result.status]).inc()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -162,21 +156,19 @@ class Deliverer:
 
     async def _attempt(self, delivery: Delivery) -> DeliveryResult | None:
         """POST the delivery once; what to record, or None if its request is gone."""
-        s, store = self.settings, self.store
-        if await store.webhook_url_disabled(delivery.owner, delivery.url):
+        s = self.settings
+        context = await self.store.delivery_context(delivery)
+        if context is None:
+            return None  # deleted since: its delivery went with it
+        if context.url_disabled:
             return self._result(
                 delivery,
                 error="not sent: this URL answered 410 Gone before, which disabled it for its "
                 "owner until it is set again",
                 give_up=True,
             )
-        job = await store.get(delivery.owner, delivery.request_id)
-        if job is None:
-            return None  # deleted since: its delivery went with it
-        secrets = (await store.webhook_secrets(delivery.owner)).signing(
-            self.clock(), s.signature_overlap_s
-        )
-        body = event_body(delivery, job)
+        secrets = context.secrets.signing(self.clock(), s.signature_overlap_s)
+        body = event_body(delivery, context.job)
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",

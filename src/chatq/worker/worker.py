@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from chatq.backends.base import PermanentError, TransientError
+from chatq import metrics
+from chatq.backends.base import BackendError, PermanentError, TransientError
 from chatq.backends.pool import BackendPool
 from chatq.config import WebhookSettings, WorkerSettings
 from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
+from chatq.logs import request_context
 from chatq.races import first_of
 from chatq.store import Store
 from chatq.worker.retry import backoff_delay
@@ -68,6 +70,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
         log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        metrics.declare_worker_series([c.name for c in self.backends.table.backends])
         finished = asyncio.Event()  # stops the helpers below once the drain is over too
         helpers = [
             asyncio.create_task(self._upkeep(stop), name="chatq-worker-upkeep"),
@@ -103,7 +106,9 @@ class Worker:
                 await first_of(stop, timeout=s.poll_interval_s)
                 continue
             for job in jobs:
-                task = asyncio.create_task(self._execute(job), name=f"chatq-job-{job.id}")
+                task = asyncio.create_task(
+                    self._execute(job), name=f"chatq-job-{job.id}", context=request_context(job.id)
+                )
                 self._running[job.id] = task
                 self._calling.add(job.id)
                 task.add_done_callback(functools.partial(self._finished, job.id))
@@ -123,6 +128,8 @@ class Worker:
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self.clock()
+        series = metrics.model_series(self.backends.table.metric_label(job.model))
+        series.queue_wait.observe(max(0.0, started - job.created_at))
         progress = self._progress[job.id] = _Progress()
         try:
             with self._streamed(job) as progress.text:
@@ -143,16 +150,27 @@ class Worker:
             del self._progress[job.id]
         try:
             if isinstance(outcome, dict):
+                outcome = self.backends.priced(job.model, outcome)
                 recorded = await self._completions.write((job.id, outcome))
             else:
                 recorded = await self.store.fail(job.id, self.id, outcome)
         except Exception:
             # The lease will expire and another worker will run the job again.
             log.exception("job %s: could not record the result", job.id)
+            series.lost.inc()
             return
+        ran = self.clock() - started
+        series.run_time.observe(ran)
         if not recorded:
             log.warning("job %s: lease lost before the result was recorded; discarded", job.id)
+            series.lost.inc()
             return
+        if isinstance(outcome, dict):
+            series.completed.inc()
+        elif outcome == CANCELLED:
+            series.cancelled.inc()
+        else:
+            series.failed.inc()
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "job %s %s: model %s, %d attempt(s)%s, waited %.3fs, ran %.3fs",
@@ -162,7 +180,7 @@ class Worker:
                 progress.attempts,
                 f" in delivery {job.attempts}" if job.attempts > 1 else "",
                 max(0.0, started - job.created_at),
-                self.clock() - started,
+                ran,
             )
 
     async def _complete_batch(self, results: list[tuple[str, JSON]]) -> list[bool]:
@@ -196,6 +214,7 @@ class Worker:
         s = self.settings
         deadline = self.clock() + s.deadline_s
         text = progress.text
+        upstream = metrics.backend_series(backend.name)
         attempt = 0
         while True:
             attempt = progress.attempts = attempt + 1
@@ -206,12 +225,16 @@ class Worker:
                 if run is None:
                     return "the lease was lost before the call could be retried"
                 text.restart(run)
+            upstream.in_flight.inc()
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                    return await backend.run(job.id, job.request, text.add if text else None)
+                    response = await backend.run(job.id, job.request, text.add if text else None)
+                upstream.called("2xx")
+                return response
             except Exception as exc:
                 if progress.cancel_requested:
                     return CANCELLED  # whatever the call said as it was stopped
+                upstream.called(_upstream_class(exc))
                 if isinstance(exc, PermanentError):
                     return str(exc)
                 if isinstance(exc, TimeoutError):
@@ -219,6 +242,8 @@ class Worker:
                 if not isinstance(exc, TransientError):
                     raise
                 error, retry_after = str(exc), exc.retry_after
+            finally:
+                upstream.in_flight.dec()
             if attempt >= s.max_attempts:
                 return f"gave up after {attempt} attempt(s); last error: {error}"
             delay = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, retry_after)
@@ -230,6 +255,7 @@ class Worker:
             log.info(
                 "job %s: attempt %d failed (%s); retrying in %.2fs", job.id, attempt, error, delay
             )
+            upstream.retries.inc()
             await asyncio.sleep(delay)
 
     async def _watch_cancels(self, finished: asyncio.Event) -> None:
@@ -250,7 +276,11 @@ class Worker:
                 # one that has its answer records it.
                 if progress is None or progress.cancel_requested or job_id not in self._calling:
                     continue
-                log.info("job %s: cancelled by the client; stopping it", job_id)
+                log.info(
+                    "job %s: cancelled by the client; stopping it",
+                    job_id,
+                    extra={"request_id": job_id},
+                )
                 progress.cancel_requested = True
                 self._running[job_id].cancel()
 
@@ -265,6 +295,8 @@ class Worker:
                     await self.store.renew(self.id, s.lease_s)
                 requeued, failed = await self.store.rescue(s.max_deliveries)
                 if requeued or failed:
+                    metrics.LEASES_EXPIRED.labels("requeued").inc(requeued)
+                    metrics.LEASES_EXPIRED.labels("failed").inc(failed)
                     log.warning("rescued expired leases: %d requeued, %d failed", requeued, failed)
                 if self.clock() >= next_purge:
                     cutoff = self.clock() - s.retention_days * _SECONDS_PER_DAY
@@ -306,6 +338,13 @@ class _Progress:
     # (the upstream connection is closed, the local model stops generating).
     cancel_requested: bool = False
     text: StreamedText | None = None
+
+
+def _upstream_class(exc: Exception) -> str:
+    """The class of a failed backend call, for chatq_upstream_calls_total."""
+    if isinstance(exc, BackendError):
+        return exc.kind
+    return "timeout" if isinstance(exc, TimeoutError) else "other"
 
 
 def _task() -> asyncio.Task[object]:

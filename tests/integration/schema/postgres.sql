@@ -1,3 +1,4 @@
+column api_keys.admin boolean not null default false
 column api_keys.created_at double precision not null
 column api_keys.id text not null
 column api_keys.max_unfinished integer
@@ -25,6 +26,7 @@ column requests.id text not null
 column requests.idempotency_key text
 column requests.lease_expires_at double precision
 column requests.lease_owner text
+column requests.metadata text
 column requests.model text not null
 column requests.owner text not null
 column requests.priority integer not null default 0
@@ -41,6 +43,14 @@ column requests.webhook_url text
 column schema_migrations.applied_at double precision not null
 column schema_migrations.name text not null
 column schema_migrations.version integer not null
+column usage.completion_tokens bigint not null
+column usage.cost double precision not null
+column usage.day text not null
+column usage.model text not null
+column usage.owner text not null
+column usage.prompt_tokens bigint not null
+column usage.requests bigint not null
+column usage.total_tokens bigint not null
 column webhook_attempts.at double precision not null
 column webhook_attempts.attempt integer not null
 column webhook_attempts.error text
@@ -77,6 +87,7 @@ constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::
 constraint requests PRIMARY KEY (seq)
 constraint requests UNIQUE (id)
 constraint schema_migrations PRIMARY KEY (version)
+constraint usage PRIMARY KEY (owner, day, model)
 constraint webhook_attempts PRIMARY KEY (request_id, attempt)
 constraint webhook_deliveries CHECK ((status = ANY (ARRAY['PENDING'::text, 'DELIVERED'::text, 'FAILED'::text])))
 constraint webhook_deliveries PRIMARY KEY (id)
@@ -93,10 +104,11 @@ index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(co
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
 index CREATE INDEX requests_owner_next ON public.requests USING btree (owner, priority DESC, seq) WHERE ((status = 'CREATED'::text) AND (seq > 0))
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
+index CREATE INDEX requests_owner_status_seq ON public.requests USING btree (owner, status, seq)
 index CREATE INDEX requests_owner_unfinished ON public.requests USING btree (owner, vtime) WHERE ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text])) AND (created_at > (0)::double precision))
 index CREATE INDEX requests_waiting ON public.requests USING btree (vtime, seq) WHERE ((status = 'CREATED'::text) AND (vtime >= 0))
 index CREATE INDEX webhook_deliveries_created ON public.webhook_deliveries USING btree (created_at)
-index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'PENDING'::text)
+index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (owner, next_attempt_at, id) WHERE (status = 'PENDING'::text)
 index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
 index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
 index CREATE UNIQUE INDEX key_rates_pkey ON public.key_rates USING btree (key_id)
@@ -106,6 +118,7 @@ index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)
 index CREATE UNIQUE INDEX requests_owner_idempotency ON public.requests USING btree (owner, idempotency_key) WHERE (idempotency_key IS NOT NULL)
 index CREATE UNIQUE INDEX requests_pkey ON public.requests USING btree (seq)
 index CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+index CREATE UNIQUE INDEX usage_pkey ON public.usage USING btree (owner, day, model)
 index CREATE UNIQUE INDEX webhook_attempts_pkey ON public.webhook_attempts USING btree (request_id, attempt)
 index CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (id)
 index CREATE UNIQUE INDEX webhook_deliveries_request_id_key ON public.webhook_deliveries USING btree (request_id)

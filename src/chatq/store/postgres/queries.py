@@ -1,11 +1,13 @@
 """The PostgreSQL dialect's own statements, under the names SQLite's use for the same verbs."""
 
+from chatq.store import queries as shared
 from chatq.store.queries import (
     CLAIMED_COLUMNS,
     DELIVERY_COLUMNS,
     JOB_COLUMNS,
     OUTBOX_ID,
     OUTBOX_INSERT,
+    WEBHOOK_RECORD,
 )
 
 # Notified by triggers: work to claim (migration 0001); a status change, a piece of text,
@@ -42,10 +44,10 @@ SUBMIT = f"""
 WITH new AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
-        $9::text[], $10::int[]
+        $9::text[], $10::text[], $11::int[]
     ) WITH ORDINALITY
     AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
-           priority, ord)
+           metadata, priority, ord)
 ), head AS (
     SELECT coalesce(min(vtime), 0) AS vtime FROM requests
     WHERE status = 'CREATED' AND vtime >= 0
@@ -59,14 +61,19 @@ WITH new AS (
 )
 INSERT INTO requests
     (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
-     webhook_url, priority, vtime)
+     webhook_url, metadata, priority, vtime)
 SELECT new.id, new.owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
-    webhook_url, priority, lanes.last + row_number() OVER (PARTITION BY new.owner ORDER BY ord)
+    webhook_url, metadata, priority,
+    lanes.last + row_number() OVER (PARTITION BY new.owner ORDER BY ord)
 FROM new JOIN lanes ON lanes.owner = new.owner
 ORDER BY ord
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
+
+# A list filter's metadata.KEY=VALUE (store/queries.py filtered_list). The create route
+# refuses NUL and lone surrogates in metadata, which jsonb could not read.
+METADATA_MATCH = "CAST(metadata AS jsonb) ->> CAST({key} AS text) = CAST({value} AS text)"
 
 # Fair share: the first $4 waiting rows by (vtime, seq) are turns; each owner's turns are
 # given to its own waiting requests, highest priority first, then oldest (a LATERAL index
@@ -147,6 +154,25 @@ SELECT id, status, runs, (
 FROM requests r WHERE id = ANY($1::text[])
 """
 
+# Usage (migration 0005): an upsert of the sums of a CTE `finished` that holds the rows a
+# terminal transition moved (owner, model, at: the transition's time, and the tokens and
+# cost), one row per (owner, day, model), in key order: concurrent workers take the usage
+# rows' locks in one order, so they cannot deadlock on them.
+USAGE_ADD = """
+INSERT INTO usage AS u
+    (owner, day, model, requests, prompt_tokens, completion_tokens, total_tokens, cost)
+SELECT owner, to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), model, count(*),
+       sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost)
+FROM finished
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (owner, day, model) DO UPDATE SET
+    requests = u.requests + excluded.requests,
+    prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = u.completion_tokens + excluded.completion_tokens,
+    total_tokens = u.total_tokens + excluded.total_tokens,
+    cost = u.cost + excluded.cost
+"""
+
 # Joined on the ids alone; the plans seen hash this worker's leased rows against the batch.
 # Do not add `r.id = ANY($2)`: after five runs PostgreSQL switches to a generic plan that
 # guesses 10 ids, and with that clause it re-scanned the unnest for every row (256 x 256),
@@ -154,38 +180,88 @@ FROM requests r WHERE id = ANY($1::text[])
 # pgqueuer's (test_postgres_plans.py).
 # The webhook deliveries of the completed requests are queued by the same statement (the
 # outbox, store/queries.py WEBHOOK_ENQUEUE), so in the same transaction; each id comes back
-# with whether it queued one.
+# with whether it queued one. Their usage is counted by it too, from the rows it moved
+# (none for a result whose guard failed): $5..$8 are each result's tokens and cost, read
+# from its response by the store (rows.accounted_usage).
 COMPLETE_MANY = f"""
 WITH finished AS (
     UPDATE requests AS r
     SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
         lease_expires_at = NULL
-    FROM unnest($2::text[], $3::text[]) AS done(id, response)
+    FROM unnest(
+        $2::text[], $3::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::float8[]
+    ) AS done(id, response, prompt_tokens, completion_tokens, total_tokens, cost)
     WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
-    RETURNING r.id, r.owner, r.webhook_url
+    RETURNING r.id, r.owner, r.model, r.webhook_url, r.completed_at AS at, done.prompt_tokens,
+        done.completion_tokens, done.total_tokens, done.cost
 ), queued AS (
 {OUTBOX_INSERT}
     SELECT {OUTBOX_ID}, id, owner, webhook_url,
            'async_chat_completion.completed', $1, 'PENDING', 0, $1, $1
     FROM finished WHERE webhook_url IS NOT NULL
     ON CONFLICT (id) DO NOTHING
-)
+), counted AS ({USAGE_ADD})
 SELECT id, webhook_url IS NOT NULL FROM finished
 """
 
-# Due deliveries, oldest due first, but none of an owner in $5 (owners this worker already
-# has as many deliveries in flight for as it allows). SKIP LOCKED: workers take disjoint
-# batches.
+
+def counted(transition: str) -> str:
+    """A transition to FAILED (a guarded UPDATE of requests) that counts the requests it
+    failed in usage, in the same statement. A FAILED request has no response, so no tokens.
+    It returns a row per request failed, so its command tag ('SELECT n') says how many, as
+    the UPDATE's own would."""
+    return f"""
+WITH finished AS (
+{transition.strip()}
+    RETURNING owner, model, failed_at AS at, 0 AS prompt_tokens, 0 AS completion_tokens,
+        0 AS total_tokens, 0.0 AS cost
+), counted AS ({USAGE_ADD})
+SELECT 1 FROM finished
+"""
+
+
+# The transitions to FAILED, each counting what it failed (SQLite's run as they are).
+FAIL = counted(shared.FAIL)
+RELEASE_CANCELLED = counted(shared.RELEASE_CANCELLED)
+RESCUE_CANCELLED = counted(shared.RESCUE_CANCELLED)
+RESCUE_FAIL = counted(shared.RESCUE_FAIL)
+CANCEL_WAITING = counted(shared.CANCEL_WAITING)
+
+# Up to $4 due deliveries, oldest due first, at most $6 of an owner less what $5 (a JSON
+# object, owner to count) says this worker has in flight for it. The owners come from a skip
+# scan of the index and each owner's share from its own index range, so a long backlog of
+# one owner is never scanned; SKIP LOCKED: workers take disjoint batches.
 CLAIM_DELIVERIES = f"""
-WITH picked AS (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'PENDING' AND next_attempt_at <= $1 AND NOT (owner = ANY($5::text[]))
-    ORDER BY next_attempt_at LIMIT $4
-    FOR UPDATE SKIP LOCKED
+WITH RECURSIVE owners(owner) AS (
+    SELECT min(owner) FROM webhook_deliveries WHERE status = 'PENDING'
+    UNION ALL
+    SELECT (SELECT min(d.owner) FROM webhook_deliveries AS d
+            WHERE d.status = 'PENDING' AND d.owner > o.owner)
+    FROM owners AS o WHERE o.owner IS NOT NULL
+),
+picked AS (
+    SELECT p.id, p.next_attempt_at FROM owners AS o, LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries AS d
+        WHERE d.status = 'PENDING' AND d.owner = o.owner AND d.next_attempt_at <= $1
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT greatest($6 - coalesce(($5::jsonb ->> o.owner)::integer, 0), 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS p
+    WHERE o.owner IS NOT NULL
+    ORDER BY p.next_attempt_at, p.id LIMIT $4
 )
 UPDATE webhook_deliveries AS d SET lease_owner = $2, next_attempt_at = $3
 WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND d.status = 'PENDING'
 RETURNING {DELIVERY_COLUMNS}
+"""
+
+# The shared WEBHOOK_RECORD and WEBHOOK_ATTEMPT in one statement (one round trip, no
+# transaction): $1-$6 as WEBHOOK_RECORD's, then the attempt's time and status code.
+RECORD_DELIVERY = f"""
+WITH recorded AS ({WEBHOOK_RECORD} RETURNING request_id, attempts)
+INSERT INTO webhook_attempts (request_id, attempt, at, status_code, error)
+SELECT request_id, attempts, CAST($7 AS double precision), CAST($8 AS integer), $6
+FROM recorded
 """
 
 # A batch of creates that named their webhook_url set it again: enabled if a 410 disabled it.

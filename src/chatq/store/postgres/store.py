@@ -25,7 +25,7 @@ from chatq.store.errors import (
 )
 from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
-from chatq.store.rows import dumps, job_from_row
+from chatq.store.rows import accounted_usage, dumps, job_from_row
 
 log = logging.getLogger("chatq.store.postgres")
 
@@ -59,6 +59,12 @@ class PostgresStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    FAIL = q.FAIL
+    RELEASE_CANCELLED = q.RELEASE_CANCELLED
+    RESCUE_CANCELLED = q.RESCUE_CANCELLED
+    RESCUE_FAIL = q.RESCUE_FAIL
+    CANCEL_WAITING = q.CANCEL_WAITING
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:
@@ -116,8 +122,16 @@ class PostgresStore(SqlStore):
             return _rows_touched(await conn.execute(sql, *args))
 
     async def _execute_all(self, statements: Sequence[Statement]) -> list[int]:
+        if len(statements) == 1:  # atomic alone: no BEGIN and COMMIT round trips
+            sql, args = statements[0]
+            return [await self._execute(sql, *args)]
         async with self._connection() as conn, conn.transaction():
             return [_rows_touched(await conn.execute(sql, *args)) for sql, args in statements]
+
+    def _recording(
+        self, state: tuple[Any, ...], at: float, status_code: int | None
+    ) -> list[Statement]:
+        return [(q.RECORD_DELIVERY, (*state, at, status_code))]
 
     def _announce(self, *changes: Change) -> None:
         """Nothing to do: the triggers of migration 0002 notify every process, this one too."""
@@ -189,13 +203,16 @@ class PostgresStore(SqlStore):
         )
         streams = [n.stream for n in news]
         hooks = [n.webhook_url for n in news]
+        metadata = [None if n.metadata is None else dumps(n.metadata) for n in news]
         priorities = [n.priority for n in news]
         named = [n for n in news if n.webhook_named]
         if named:  # named again: URLs that a 410 disabled are enabled again
             await conn.execute(
                 q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
             )
-        rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks, priorities)
+        rows = await conn.fetch(
+            q.SUBMIT, *columns, self._clock(), streams, hooks, metadata, priorities
+        )
         inserted = {job.id: job for job in map(job_from_row, rows)}
         outcomes: list[SubmitOutcome] = []
         for new in news:
@@ -250,7 +267,20 @@ class PostgresStore(SqlStore):
             return set()
         ids = [request_id for request_id, _ in results]
         bodies = [dumps(response) for _, response in results]
-        rows = await self._write(q.COMPLETE_MANY, self._clock(), ids, bodies, worker_id)
+        prompt, completion, total, cost = zip(
+            *(accounted_usage(response) for _, response in results), strict=True
+        )
+        rows = await self._write(
+            q.COMPLETE_MANY,
+            self._clock(),
+            ids,
+            bodies,
+            worker_id,
+            list(prompt),
+            list(completion),
+            list(total),
+            list(cost),
+        )
         self._queued(sum(1 for r in rows if r[1]))
         return {str(r[0]) for r in rows}
 

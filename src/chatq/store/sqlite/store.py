@@ -86,6 +86,12 @@ class SqliteStore(SqlStore):
     CLAIM = q.CLAIM
     CLAIM_DELIVERIES = q.CLAIM_DELIVERIES
     WATCHED = q.WATCHED
+    FAIL = q.FAIL
+    RELEASE_CANCELLED = q.RELEASE_CANCELLED
+    RESCUE_CANCELLED = q.RESCUE_CANCELLED
+    RESCUE_FAIL = q.RESCUE_FAIL
+    CANCEL_WAITING = q.CANCEL_WAITING
+    METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
@@ -234,6 +240,7 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         now,
         new.stream,
         new.webhook_url,
+        None if new.metadata is None else dumps(new.metadata),
         new.priority,
     )
     if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again

@@ -1,0 +1,69 @@
+"""GET /metrics (Prometheus text), and the HTTP latency of every request."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatq import metrics
+from chatq.api.auth import authenticate
+from chatq.api.context import ApiContext
+from chatq.metrics.exposition import CONTENT_TYPE
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+metrics_routes = APIRouter()
+
+
+# Not in the OpenAPI document: it is for Prometheus, not for API clients (docs/metrics.md).
+@metrics_routes.get("/metrics", include_in_schema=False)
+async def scrape(http: Request) -> Response:
+    ctx: ApiContext = http.app.state.context
+    if ctx.metrics_require_key:
+        await authenticate(http)  # any valid key: 401 in the documented shape otherwise
+    return Response(await ctx.exposition.render(), media_type=CONTENT_TYPE)
+
+
+class HttpMetrics:
+    """Observes each HTTP request's duration by route template (never the raw path: it holds
+    request ids), method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before it answers
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            metrics.HTTP_DURATION.labels(route_template(scope), method, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that took the request (the router writes it into the
+    scope), or "unmatched": a client's path never becomes a label."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    # Starlette's own routes (the docs pages) leave no route in the scope, only their
+    # endpoint; they have no parameters, so their path is their template.
+    if "endpoint" in scope and not scope.get("path_params"):
+        return str(scope["path"])
+    return "unmatched"

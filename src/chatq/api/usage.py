@@ -1,0 +1,105 @@
+"""GET /usage: what an owner's finished requests used, per day and model, from the usage
+table that each terminal transition adds to (never counted on read)."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from chatq.api.auth import SECURED, Authenticated
+from chatq.api.errors import ApiError, error_responses
+from chatq.api.models import NO_NUL, UsageResponse
+from chatq.domain import utc_day
+
+# The range a request without start covers: the 30 days that end on its end.
+DEFAULT_DAYS = 30
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
+_DATE: dict[str, object] = {"format": "date"}  # a calendar date: 2026-02-30 fits the pattern
+
+usage_routes = APIRouter(tags=["usage"])
+
+
+@usage_routes.get(
+    "/usage",
+    operation_id="get_usage",
+    summary="Get Usage",
+    description="Requests, tokens and cost of the caller's requests that finished (COMPLETED "
+    "or FAILED) from start to end, inclusive: per UTC day and model, or per day "
+    "(group_by=day) or per model (group_by=model) over the range. Counted once, when each "
+    "request finished; kept when requests are deleted or purged. A start after end is an "
+    "empty range.",
+    response_model=UsageResponse,
+    responses=error_responses(400, 401, 403),
+    openapi_extra=SECURED,
+)
+async def get_usage(
+    caller: Authenticated,
+    start: Annotated[
+        str | None,
+        Query(
+            pattern=_DAY,
+            json_schema_extra=_DATE,
+            description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS - 1} days before end).",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            pattern=_DAY,
+            json_schema_extra=_DATE,
+            description="Last UTC day, YYYY-MM-DD (default: today).",
+        ),
+    ] = None,
+    group_by: Annotated[
+        Literal["model", "day"] | None,
+        Query(description="Sum over every model of a day (day) or every day of a model (model)."),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            pattern=NO_NUL,
+            description="Another owner's usage: admin keys only (default: the caller's owner).",
+        ),
+    ] = None,
+) -> JSONResponse:
+    if owner is not None and owner != caller.owner and not caller.admin:
+        raise ApiError(403, "only an admin key may read another owner's usage")
+    last = _day("end", end) if end is not None else date.fromisoformat(utc_day(time.time()))
+    first = _day("start", start) if start is not None else last - timedelta(DEFAULT_DAYS - 1)
+    rows = (
+        []
+        if first > last
+        else await caller.ctx.store.usage(
+            owner or caller.owner, first.isoformat(), last.isoformat(), group_by
+        )
+    )
+    return JSONResponse(
+        {
+            "data": [
+                {
+                    "date": r.day,
+                    "model": r.model,
+                    "requests": r.requests,
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                    "total_tokens": r.total_tokens,
+                    "cost": r.cost,
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+def _day(name: str, value: str) -> date:
+    """A YYYY-MM-DD the query's pattern let through, if it is a calendar date."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None

@@ -1,0 +1,94 @@
+"""A status-filtered list page reads rows in proportion to its size, at any depth, on both
+dialects: one ordered range of requests_owner_status_seq per status asked for. Rows, not
+seconds, are counted (PostgreSQL) or the plan is read (SQLite): the same on any machine."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from chatq.domain import ListFilter, Status
+from chatq.store import open_store
+from chatq.store import queries as shared
+from chatq.store.postgres import queries as pg
+from chatq.store.sqlite import queries as lite
+from chatq.store.sqlite.store import _numbered
+from tests.integration.test_postgres_plans import explained
+from tests.pg import temporary_database
+
+ROWS = 50_000  # one owner's, all finished: COMPLETED but every FAILED_EVERY-th
+FAILED_EVERY = 50
+LIMIT = 20
+# What a page may touch: each branch reads limit + 1 rows, and the merge as many again.
+MOST_TOUCHED = 8 * (LIMIT + 1)
+FILTERS = {
+    "one status": ListFilter(statuses=frozenset({Status.FAILED})),
+    "two statuses": ListFilter(statuses=frozenset({Status.FAILED, Status.CREATED})),
+    "status and model": ListFilter(statuses=frozenset({Status.FAILED}), model="echo"),
+}
+INSERT = f"""
+INSERT INTO requests (id, owner, model, status, request, request_hash, created_at)
+SELECT 'r-' || g, 'o', 'echo',
+       CASE WHEN g % {FAILED_EVERY} = 0 THEN 'FAILED' ELSE 'COMPLETED' END, '{{}}', '', g
+FROM generate_series(1, $1) AS g
+"""
+
+
+@pytest.fixture(params=["analyzed", "never analyzed"])
+async def postgres(request: pytest.FixtureRequest) -> AsyncIterator[asyncpg.Connection]:
+    async with temporary_database() as url:
+        store = await open_store(url)
+        await store.migrate()
+        await store.close()
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("ALTER TABLE requests SET (autovacuum_enabled = false)")
+            await conn.execute(INSERT, ROWS)
+            if request.param == "analyzed":
+                await conn.execute("VACUUM ANALYZE requests")
+            yield conn
+        finally:
+            await conn.close()
+
+
+async def test_a_status_filtered_page_on_postgres_touches_about_a_page_of_rows(
+    postgres: asyncpg.Connection,
+) -> None:
+    for narrowed in FILTERS.values():
+        for before in (None, ROWS // 2, 4 * FAILED_EVERY * LIMIT):
+            sql, args = shared.filtered_list("o", narrowed, before, LIMIT, pg.METADATA_MATCH)
+            rows = await postgres.fetch(sql, *args)
+            assert len(rows) == LIMIT + 1 and all(r["status"] == "FAILED" for r in rows)
+            for plan_cache_mode in ("force_custom_plan", "force_generic_plan"):
+                touched = await explained(postgres, plan_cache_mode, sql, *args)
+                assert touched <= MOST_TOUCHED, (narrowed, before, plan_cache_mode, touched)
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+async def test_a_status_filtered_page_on_sqlite_is_a_range_of_the_status_index(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "plans.db"
+    store = await open_store(f"sqlite:///{path}")
+    await store.migrate()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        sql, args = shared.filtered_list("o", FILTERS[name], 1000, LIMIT, lite.METADATA_MATCH)
+        steps = conn.execute(f"EXPLAIN QUERY PLAN {_numbered(sql)}", args).fetchall()
+    conn.close()
+    plan = [step[3] for step in steps]
+    ranges = [step for step in plan if "requests_owner_status_seq" in step]
+    assert len(ranges) == len(FILTERS[name].statuses), plan
+    assert all("(owner=? AND status=? AND seq<?)" in step for step in ranges), plan
+    assert not any("requests_owner_seq" in step or "SCAN requests" in step for step in plan), plan
+    # Each branch comes out of its index in order and stops at limit + 1 rows: a sort may
+    # only merge the branches' few rows, never sort what a branch's range reads.
+    detail = {step[0]: step[3] for step in steps}
+    sorts = [step for step in steps if "TEMP B-TREE" in step[3]]
+    if len(ranges) == 1:
+        assert not sorts, plan
+    assert not any(detail.get(step[1], "").startswith("CO-ROUTINE") for step in sorts), plan

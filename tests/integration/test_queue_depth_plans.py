@@ -1,0 +1,59 @@
+"""A scrape's one query, the queue depth, reads only the partial indexes of unfinished rows:
+it costs the backlog, never the finished requests that retention keeps (millions, often)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import asyncpg
+
+from chatq.store import queries as q
+from chatq.store.postgres.store import PostgresStore
+from tests.integration.stores import fresh_store
+from tests.integration.test_postgres_plans import INSERT, explained
+from tests.pg import temporary_database
+
+FINISHED = 20_000
+BACKLOG = 300
+
+
+async def test_postgres_touches_the_backlog_not_the_finished_rows() -> None:
+    async with temporary_database() as url:
+        store = await PostgresStore.open(url)
+        conn = await asyncpg.connect(url)
+        try:
+            await store.migrate()
+            await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
+            await conn.execute(INSERT, BACKLOG, "new-", "CREATED")
+            await conn.execute(INSERT, BACKLOG, "run-", "IN_PROGRESS")
+            await conn.execute("VACUUM ANALYZE requests")
+            depth = await store.queue_depth()
+            assert (depth.created, depth.in_progress) == (BACKLOG, BACKLOG)
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                touched = await explained(conn, mode, q.QUEUE_DEPTH)
+                # Each backlog row once, and the three aggregates over them.
+                assert touched <= 2 * BACKLOG + 10, (mode, touched)
+        finally:
+            await conn.close()
+            await store.close()
+
+
+async def test_sqlite_reads_each_count_from_its_partial_index(tmp_path: Path) -> None:
+    async with fresh_store("sqlite", tmp_path):
+        pass  # migrated
+    with closing(sqlite3.connect(tmp_path / "chatq-test.db")) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + q.QUEUE_DEPTH)]
+    scans = [
+        (found.group(1), found.group(2))
+        for step in plan
+        if (found := re.match(r"(?:SCAN|SEARCH) (\w+) USING (?:COVERING )?INDEX (\w+)", step))
+    ]
+    assert scans == [
+        ("requests", "requests_waiting"),
+        ("requests", "requests_leased"),
+        ("webhook_deliveries", "webhook_deliveries_due"),
+    ], plan
+    assert not any(re.fullmatch(r"SCAN \w+", step) for step in plan), "no table scan"
