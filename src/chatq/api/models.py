@@ -66,7 +66,6 @@ def _integral(value: object) -> object:
 
 Priority = Annotated[
     int,
-    BeforeValidator(_integral),
     Field(
         ge=MIN_PRIORITY,
         le=MAX_PRIORITY,
@@ -75,6 +74,9 @@ Priority = Annotated[
         "equal priorities start oldest first. Other owners' requests take turns with yours "
         f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
     ),
+    # After the constraints, so that they stay the integer's (minimum and maximum in the
+    # schema); it runs before them.
+    BeforeValidator(_integral),
 ]
 WebhookUrl = Annotated[
     str | None,
