@@ -122,3 +122,20 @@ def test_webhook_delivery_bench_runs_in_quick_mode() -> None:
     ], stdout
     assert float(drain[0][2].replace(",", "")) > 0 and float(drain[2][2]) > 0
     assert float(drain[1][3]) > 0  # every event arrived, some time after the first claim
+
+
+@pytest.mark.timeout(300)
+def test_fair_share_bench_runs_in_quick_mode() -> None:
+    stdout = quick("fair_share.py")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in stdout.splitlines()][2:]
+    assert [(cells[0], cells[1]) for cells in rows] == [
+        (store, order)
+        for store in ("sqlite", "postgres")
+        for order in (
+            "fair share",
+            "strict FIFO (B submitted as A)",
+            "p50 ratio FIFO / fair share",
+        )
+    ], stdout
+    for cells in rows:
+        assert float(cells[5]) > 0, cells  # a p50 queue wait, or the ratio of two

@@ -17,6 +17,7 @@ from chatq.keys import create_key
 from chatq.logs import configure_logging
 from chatq.store import (
     DatabaseMissing,
+    KeyLimit,
     Store,
     StoreUnavailable,
     UnsupportedDatabase,
@@ -28,6 +29,7 @@ from chatq.wiring import serve, work
 # Commands that may create the database; the others refuse a SQLite file that is not there,
 # so that one run from the wrong directory says so instead of making an empty database.
 _CREATES_DATABASE = ("serve", "migrate")
+_KEEP = object()  # a limit option not given
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,10 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--admin", action="store_true", help="an admin key: may read every owner's usage"
     )
+    _limit_options(create)
     command("list", "list keys (never their secrets)", key_commands, "keys")
-    update = command("update", "change a key's default webhook", key_commands, "keys")
+    update = command("update", "change a key's default webhook or its limits", key_commands, "keys")
     update.add_argument("key", help="the key's id (from 'chatq keys list') or name")
-    hook = update.add_mutually_exclusive_group(required=True)
+    _limit_options(update)
+    hook = update.add_mutually_exclusive_group()
     hook.add_argument("--webhook", metavar="URL", help="the new default webhook")
     hook.add_argument("--no-webhook", action="store_true", help="no default webhook from now on")
     revoke = command("revoke", "revoke a key by id", key_commands, "keys")
@@ -128,6 +132,39 @@ def _parser() -> argparse.ArgumentParser:
         help="one row per day (every model together) or per model (every day together)",
     )
     return parser
+
+
+def _limit(value: str) -> int | None:
+    """A limit as given on the command line: a count (0: none), or "default"."""
+    if value == "default":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'default': {value!r}")
+    return number
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    """--max-unfinished and --rpm; not given: keep (update) or the server's default (create)."""
+    parser.add_argument(
+        "--max-unfinished",
+        type=_limit,
+        default=_KEEP,
+        metavar="N",
+        help="at most N of the owner's requests CREATED or IN_PROGRESS when creating with this "
+        "key (0: no limit; 'default': [limits] max_unfinished of the server)",
+    )
+    parser.add_argument(
+        "--rpm",
+        type=_limit,
+        default=_KEEP,
+        metavar="N",
+        help="at most N requests created with this key a minute (0: no limit; 'default': "
+        "[limits] rpm of the server)",
+    )
 
 
 USAGE_DAYS = 30  # as GET /usage: the 30 days that end today
@@ -195,22 +232,17 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         webhook: str | None = None
         if args.webhook is not None and (webhook := _webhook_url(args.webhook)) is None:
             return 2
-        key, secret = await create_key(store, args.name, args.owner, webhook, args.admin)
+        limits = {
+            name: None if value is _KEEP else value
+            for name, value in (("max_unfinished", args.max_unfinished), ("rpm", args.rpm))
+        }
+        key, secret = await create_key(store, args.name, args.owner, webhook, args.admin, **limits)
         kind = "admin key" if key.admin else "key"
         _say(f"created {kind} {key.id} ({key.name}, owner {key.owner}); the secret is shown once:")
         _say(secret)
         return 0
     if args.keys_command == "update":
-        url: str | None = None
-        if args.webhook is not None and (url := _webhook_url(args.webhook)) is None:
-            return 2
-        updated = await store.set_key_webhook(args.key, url)
-        if not updated:
-            print(f"chatq: no active key with id or name {args.key!r}", file=sys.stderr)
-            return 1
-        what = f"webhook {url}" if url else "no webhook"
-        _say(f"updated {updated} key(s) ({args.key}): {what}")
-        return 0
+        return await _update_key(args, store)
     if args.keys_command == "list":
         keys = await store.list_keys()
         if not keys:
@@ -219,9 +251,11 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
             state = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
             hook = f"  webhook={key.webhook_url}" if key.webhook_url else ""
             admin = "  admin" if key.admin else ""
+            own = (("max_unfinished", key.max_unfinished), ("rpm", key.rpm))
+            shown = "".join(f"  {n}={v}" for n, v in own if v is not None)
             _say(
                 f"{key.id}  {key.name}  owner={key.owner}  created {_when(key.created_at)}  "
-                f"{state}{admin}{hook}"
+                f"{state}{admin}{hook}{shown}"
             )
         return 0
     if await store.revoke_key(args.key_id):
@@ -229,6 +263,37 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         return 0
     print(f"chatq: no active key with id {args.key_id!r}", file=sys.stderr)
     return 1
+
+
+async def _update_key(args: argparse.Namespace, store: Store) -> int:
+    changes: list[str] = []
+    given: tuple[tuple[KeyLimit, object], ...] = (
+        ("max_unfinished", args.max_unfinished),
+        ("rpm", args.rpm),
+    )
+    limits = [(name, value) for name, value in given if value is not _KEEP]
+    if args.webhook is None and not args.no_webhook and not limits:
+        print(
+            "chatq: say what to change: --webhook, --no-webhook, --max-unfinished or --rpm",
+            file=sys.stderr,
+        )
+        return 2
+    url: str | None = None
+    if args.webhook is not None and (url := _webhook_url(args.webhook)) is None:
+        return 2
+    updated = 0
+    if args.webhook is not None or args.no_webhook:
+        updated = await store.set_key_webhook(args.key, url)
+        changes.append(f"webhook {url}" if url else "no webhook")
+    for name, value in limits:
+        assert value is None or isinstance(value, int)
+        updated = await store.set_key_limit(args.key, name, value)
+        changes.append(f"{name} {'default' if value is None else value}")
+    if not updated:
+        print(f"chatq: no active key with id or name {args.key!r}", file=sys.stderr)
+        return 1
+    _say(f"updated {updated} key(s) ({args.key}): {', '.join(changes)}")
+    return 0
 
 
 async def _webhooks(args: argparse.Namespace, store: Store) -> int:

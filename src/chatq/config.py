@@ -148,6 +148,23 @@ class WebhookSettings(_Strict):
     )
 
 
+class LimitSettings(_Strict):
+    """The limits of keys that set none of their own (chatq keys create/update)."""
+
+    max_unfinished: int = Field(
+        default=0,
+        ge=0,
+        description="requests of one owner CREATED or IN_PROGRESS at once, past which a "
+        "create gets 429 (0: no limit)",
+    )
+    rpm: int = Field(
+        default=0,
+        ge=0,
+        description="requests a minute one key may create, past which a create gets 429 "
+        "(0: no limit)",
+    )
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -191,6 +208,7 @@ class Settings(_Strict):
     )
     worker: WorkerSettings = WorkerSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    limits: LimitSettings = LimitSettings()
     backends: tuple[BackendConfig, ...] = ()
 
     @field_validator("log_level")

@@ -23,12 +23,31 @@ MAX_METADATA_VALUE = 512
 
 CANCELLED = "cancelled by the client"  # the error_message of a cancelled request
 
+# A request's priority orders its owner's own waiting requests (higher first); the store's
+# SQLite claim index folds it into one integer with seq, which bounds it.
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+
 
 class Status(enum.StrEnum):
     CREATED = "CREATED"
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the key a request is submitted with allows (None: no limit): at most
+    max_unfinished of its owner's requests CREATED or IN_PROGRESS, and at most rpm requests
+    a minute made with the key."""
+
+    key_id: str
+    max_unfinished: int | None = None
+    rpm: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.max_unfinished is not None or self.rpm is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +65,8 @@ class NewRequest:
     # disabled by a 410 is enabled again.
     webhook_named: bool = False
     metadata: Metadata | None = None  # the client's labels, returned and filtered on, never sent
+    priority: int = 0  # within its owner's waiting requests, higher is claimed first
+    limits: Limits | None = None  # checked by the store as it stores the request
 
     @property
     def stream(self) -> bool:
@@ -60,6 +81,8 @@ class NewRequest:
         webhook_url: str | None = None,
         webhook_named: bool = False,
         metadata: Metadata | None = None,
+        priority: int = 0,
+        limits: Limits | None = None,
     ) -> NewRequest:
         """A new request with a fresh id, for request["model"]."""
         return cls(
@@ -73,6 +96,8 @@ class NewRequest:
             webhook_url=webhook_url,
             webhook_named=webhook_named and webhook_url is not None,
             metadata=metadata or None,
+            priority=priority,
+            limits=limits if limits is not None and limits.any else None,
         )
 
 
@@ -175,16 +200,22 @@ class ApiKey:
     revoked_at: float | None
     webhook_url: str | None = None  # the default webhook of the requests made with it
     admin: bool = False  # may read every owner's usage
+    # Its limits: None, the server's default; 0, none.
+    max_unfinished: int | None = None
+    rpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class KeyHolder:
-    """Who an API key speaks for: its owner, its default webhook URL, and whether it is an
-    admin key."""
+    """Who an API key speaks for: its owner, its default webhook URL, whether it is an admin
+    key, and its limits as the key sets them (None: the server's default; 0: none)."""
 
     owner: str
     webhook_url: str | None
     admin: bool = False
+    key_id: str = ""
+    max_unfinished: int | None = None
+    rpm: int | None = None
 
 
 # ---- webhooks (issue 13)

@@ -30,9 +30,12 @@ async def create_key(
     owner: str | None = None,
     webhook_url: str | None = None,
     admin: bool = False,
+    max_unfinished: int | None = None,
+    rpm: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for owner (by default, the key's name), with a default webhook URL if given
-    (already checked), an admin key if asked; returns it with its secret."""
+    (already checked), an admin key if asked, and its own limits if given (None: the
+    server's default; 0: none); returns it with its secret."""
     key_id, secret = new_api_key()
     key = ApiKey(
         id=key_id,
@@ -42,6 +45,8 @@ async def create_key(
         revoked_at=None,
         webhook_url=webhook_url,
         admin=admin,
+        max_unfinished=max_unfinished,
+        rpm=rpm,
     )
     await store.insert_key(key, hash_secret(secret))
     return key, secret

@@ -74,6 +74,7 @@ async def serve(settings: Settings, *, with_worker: bool, announce: Announce) ->
             EventIds(await store.secret("event_id")),
             Exposition(store),
             settings.metrics_require_key,
+            settings.limits,
         )
         lifespan = _worker_lifespan(store, table, settings) if with_worker else None
         app = create_app(context, lifespan, settings.max_request_bytes, settings.access_log)

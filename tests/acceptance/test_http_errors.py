@@ -368,7 +368,15 @@ def test_service_routes(server: ChatqServer) -> None:
     }
     list_op = spec["paths"]["/async/chat/completions"]["get"]
     assert list_op["operationId"] == "list_async_chat_completions"
-    assert [p["name"] for p in list_op["parameters"]] == ["limit", "next_token"]
+    assert [p["name"] for p in list_op["parameters"]] == [
+        "limit",
+        "next_token",
+        "model",
+        "created_after",
+        "created_before",
+        "status",
+        "metadata",
+    ]
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             secured = op.get("security") == [{"HTTPBearer": []}]

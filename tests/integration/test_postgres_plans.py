@@ -114,6 +114,71 @@ async def test_a_claim_after_a_burst_touches_rows_in_proportion_to_its_batch(
         assert touched <= ROWS_PER_BATCH_ROW * BATCH, touched
 
 
+QUEUED = 100_000  # one owner's backlog, as bench/fair_share.py has it
+NEWCOMERS = 100
+# Owner 'a' has QUEUED waiting with turns 1.., then owner 'b' arrives with NEWCOMERS at
+# turns 1.. (the head of the queue): the claim interleaves them.
+INSERT_OWNER = """
+INSERT INTO requests (id, owner, model, status, request, request_hash, created_at, vtime)
+SELECT $1 || g, $1, 'echo', 'CREATED', '{"model":"echo","messages":[]}', '', g, g
+FROM generate_series(1, $2) AS g
+"""
+
+
+@pytest.fixture(params=["analyzed before the backlog", "analyzed with the backlog"])
+async def backlog(request: pytest.FixtureRequest) -> AsyncIterator[asyncpg.Connection]:
+    async with temporary_database() as url:
+        store = await PostgresStore.open(url)
+        conn = await asyncpg.connect(url)
+        try:
+            await store.migrate()
+            await conn.execute("ALTER TABLE requests SET (autovacuum_enabled = false)")
+            if request.param == "analyzed before the backlog":
+                await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
+                await conn.execute("VACUUM ANALYZE requests")
+            await conn.execute(INSERT_OWNER, "a", QUEUED)
+            await conn.execute(INSERT_OWNER, "b", NEWCOMERS)
+            if request.param == "analyzed with the backlog":
+                await conn.execute("VACUUM ANALYZE requests")
+            yield conn
+        finally:
+            await conn.close()
+            await store.close()
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_fair_share_claim_over_a_big_backlog_touches_rows_in_proportion_to_its_batch(
+    backlog: asyncpg.Connection, plan_cache_mode: str
+) -> None:
+    """The turns come from requests_waiting, each owner's picks from requests_owner_next:
+    both index scans as long as the batch, whatever the backlog and the statistics."""
+    touched = await explained(backlog, plan_cache_mode, q.CLAIM, 1.0, "w", 31.0, BATCH)
+    assert touched <= ROWS_PER_BATCH_ROW * BATCH, touched
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_submit_finds_its_place_in_the_queue_through_the_indexes(
+    backlog: asyncpg.Connection, plan_cache_mode: str
+) -> None:
+    """The head of the queue and the end of each owner's lane are read at one end of an
+    index, not by scanning the backlog."""
+    size = 64
+    ids, owners = [f"new-{i}" for i in range(size)], ["a", "c"] * (size // 2)
+    text, empty = ['{"model":"echo","messages":[]}'] * size, [""] * size
+    args = (ids, owners, ["echo"] * size, text, empty, [None] * size, 1.0)
+    touched = await explained(
+        backlog,
+        plan_cache_mode,
+        q.SUBMIT,
+        *args,
+        [False] * size,  # stream
+        [None] * size,  # webhook_url
+        [None] * size,  # metadata
+        [0] * size,  # priority
+    )
+    assert touched <= ROWS_PER_BATCH_ROW * size, touched
+
+
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
 async def test_recording_a_batch_touches_rows_in_proportion_to_what_is_leased(
     burst: Burst, plan_cache_mode: str

@@ -37,6 +37,7 @@ MIGRATIONS = [
     "0004_webhook_claims",
     "0005_usage_and_admin",
     "0006_metadata_and_filters",
+    "0007_limits_and_priority",
 ]
 RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
 

@@ -257,7 +257,7 @@ async def test_keys(store: Store, clock: Clock) -> None:
     assert await store.count_keys() == 0
     key = ApiKey(id="k1", name="laptop", owner="alice", created_at=clock.now, revoked_at=None)
     await store.insert_key(key, "hash-1")
-    assert await store.key_holder("hash-1") == KeyHolder("alice", None)
+    assert await store.key_holder("hash-1") == KeyHolder("alice", None, key_id="k1")
     assert await store.key_holder("hash-2") is None
     assert await store.list_keys() == [key]
     assert await store.count_keys() == 1

@@ -182,7 +182,7 @@ async def test_attempts_are_recorded_under_the_claim(store: Store, clock: Clock)
 
 async def test_a_410_disables_the_url_until_it_is_set_again(store: Store) -> None:
     await store.insert_key(ApiKey("k1", "bot", OWNER, 1.0, None, HOOK), "hash-1")
-    assert await store.key_holder("hash-1") == KeyHolder(OWNER, HOOK)
+    assert await store.key_holder("hash-1") == KeyHolder(OWNER, HOOK, key_id="k1")
     request_id = await finished_with_delivery(store)
     delivery = await claim_one(store)
     gone = result(delivery, 5.0, DeliveryStatus.FAILED, 410, error="410 Gone", disable_url=True)
@@ -203,7 +203,7 @@ async def test_a_410_disables_the_url_until_it_is_set_again(store: Store) -> Non
     assert await store.set_key_webhook("bot", HOOK) == 1
     assert not await store.webhook_url_disabled(OWNER, HOOK), "set again on the key"
     assert await store.set_key_webhook("k1", None) == 1
-    assert await store.key_holder("hash-1") == KeyHolder(OWNER, None)
+    assert await store.key_holder("hash-1") == KeyHolder(OWNER, None, key_id="k1")
     assert await store.set_key_webhook("nobody", HOOK) == 0
 
 

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError
+from chatq.domain import KeyHolder, Limits
 from chatq.keys import hash_secret
 
 _MAX_KEY_CHARS = 256
@@ -33,6 +34,7 @@ class Caller:
     ctx: ApiContext
     webhook_url: str | None = None  # the key's default webhook
     admin: bool = False  # an admin key: may read every owner's usage
+    limits: Limits | None = None  # the key's, or the server's default; None: no limit
 
 
 async def authenticate(request: Request) -> Caller:
@@ -49,7 +51,16 @@ async def authenticate(request: Request) -> Caller:
         if holder is None:
             raise ApiError(401, "invalid API key")
         ctx.owners.put(secret_hash, holder)
-    return Caller(holder.owner, ctx, holder.webhook_url, holder.admin)
+    return Caller(holder.owner, ctx, holder.webhook_url, holder.admin, _limits(holder, ctx))
+
+
+def _limits(holder: KeyHolder, ctx: ApiContext) -> Limits | None:
+    """The key's own limits, each defaulting to the server's; 0 is no limit."""
+    cap = ctx.limits.max_unfinished if holder.max_unfinished is None else holder.max_unfinished
+    rpm = ctx.limits.rpm if holder.rpm is None else holder.rpm
+    if not cap and not rpm:
+        return None
+    return Limits(holder.key_id, cap or None, rpm or None)
 
 
 Authenticated = Annotated[Caller, Depends(authenticate)]

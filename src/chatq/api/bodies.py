@@ -1,6 +1,6 @@
 """The create body, read by hand: either Perplexity's {"request": {...}, ...} or, as some of
 Perplexity's own examples send it, the chat request itself ({"model", "messages", ...}, and
-chatq's webhook_url and metadata, which are taken out of it).
+chatq's webhook_url, metadata and priority, which are taken out of it).
 
 Errors are FastAPI's own 422s, in the same shape and at the same locations, so a client
 cannot tell this body from one FastAPI parsed."""
@@ -58,7 +58,10 @@ def _flat(body: dict[str, Any]) -> AsyncApiChatCompletionsRequest:
     assert isinstance(request, ApiChatCompletionsRequest)
     assert isinstance(fields, ChatqCreateFields)
     return AsyncApiChatCompletionsRequest.model_construct(
-        request=request, webhook_url=fields.webhook_url, metadata=fields.metadata
+        request=request,
+        webhook_url=fields.webhook_url,
+        metadata=fields.metadata,
+        priority=fields.priority,
     )
 
 

@@ -8,8 +8,11 @@ from chatq.api.events import EventIds
 from chatq.api.owner_cache import OwnerCache
 from chatq.api.pagination import TokenCodec
 from chatq.backends.models import ModelTable
+from chatq.config import LimitSettings
 from chatq.metrics.exposition import Exposition
 from chatq.store import Store
+
+_NO_LIMITS = LimitSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +24,4 @@ class ApiContext:
     event_ids: EventIds
     exposition: Exposition  # what GET /metrics answers
     metrics_require_key: bool = False  # GET /metrics wants a valid API key
+    limits: LimitSettings = _NO_LIMITS  # for keys that set none of their own

@@ -5,9 +5,22 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from chatq.domain import MAX_METADATA_KEY, MAX_METADATA_PAIRS, MAX_METADATA_VALUE
+from chatq.domain import (
+    MAX_METADATA_KEY,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 
 MAX_IDEMPOTENCY_KEY = 256
 # Stored as text columns, which PostgreSQL cannot give a NUL character.
@@ -40,6 +53,30 @@ RequestMetadata = Annotated[
             "metadata.KEY=VALUE; never sent to the model.",
         }
     ),
+]
+
+
+def _integral(value: object) -> object:
+    """908.0 is an integer to JSON Schema (and to clients that write numbers as floats);
+    2.5, "5" and true are not, and strict validation refuses them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Priority = Annotated[
+    int,
+    Field(
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Orders this owner's own waiting requests: higher is started first; "
+        "equal priorities start oldest first. Other owners' requests take turns with yours "
+        f"whatever it is (fair share). An integer from {MIN_PRIORITY} to {MAX_PRIORITY}.",
+    ),
+    # After the constraints, so that they stay the integer's (minimum and maximum in the
+    # schema); it runs before them.
+    BeforeValidator(_integral),
 ]
 WebhookUrl = Annotated[
     str | None,
@@ -86,6 +123,7 @@ class AsyncApiChatCompletionsRequest(BaseModel):
     )
     webhook_url: WebhookUrl = None
     metadata: RequestMetadata | None = None
+    priority: Priority = 0
 
 
 class ChatqCreateFields(BaseModel):
@@ -94,6 +132,7 @@ class ChatqCreateFields(BaseModel):
 
     webhook_url: WebhookUrl = None
     metadata: RequestMetadata | None = None
+    priority: Priority = 0
 
 
 class AsyncProcessingStatus(enum.StrEnum):

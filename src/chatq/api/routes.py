@@ -128,7 +128,11 @@ def async_routes(prefix: str) -> APIRouter:
         create,
         "create_async_chat_completion",
         summary="Create Async Chat Completion",
-        responses={200: {"links": links}, **error_responses(400, 401, 409), **VALIDATION_ERROR},
+        responses={
+            200: {"links": links},
+            **error_responses(400, 401, 409, 429),
+            **VALIDATION_ERROR,
+        },
         openapi_extra={
             **SECURED,
             "parameters": [IDEMPOTENCY_HEADER, PREFER_HEADER],
@@ -217,6 +221,8 @@ async def create(caller: Authenticated, http: Request) -> JSONResponse:
         body.webhook_url,
         caller.webhook_url,
         body.metadata,
+        body.priority,
+        caller.limits,
     )
     wait = preferred_wait(http.headers.get("prefer"))
     if wait is not None and not job.finished:

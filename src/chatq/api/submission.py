@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
 from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError, has_non_finite
 from chatq.api.models import MAX_IDEMPOTENCY_KEY, ApiChatCompletionsRequest
-from chatq.domain import Job, Metadata, NewRequest
-from chatq.store import IdempotencyConflict, UnstorableRequest
+from chatq.domain import Job, Limits, Metadata, NewRequest
+from chatq.store import IdempotencyConflict, LimitExceeded, UnstorableRequest
 from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
 
 IDEMPOTENCY_HEADER = {
@@ -29,10 +31,13 @@ async def submit(
     webhook_url: str | None = None,
     key_webhook: str | None = None,
     metadata: Metadata | None = None,
+    priority: int = 0,
+    limits: Limits | None = None,
 ) -> Job:
     """Store a request durably (its model must be served); the stored request, or the
     existing one that a replayed idempotency key names (with its own metadata and webhook).
-    Its webhook is webhook_url, else the key's default."""
+    Its webhook is webhook_url, else the key's default. Over the key's limits: a 429 with
+    Retry-After, and nothing stored."""
     if webhook_url is not None:
         try:
             check_webhook_url(webhook_url)
@@ -52,6 +57,8 @@ async def submit(
             webhook_url=webhook_url if webhook_url is not None else key_webhook,
             webhook_named=webhook_url is not None,
             metadata=metadata,
+            priority=priority,
+            limits=limits,
         )
         job, _created = await ctx.store.submit(new)
     except IdempotencyConflict as exc:
@@ -60,6 +67,10 @@ async def submit(
             f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
             "idempotency_conflict",
         ) from None
+    except LimitExceeded as exc:
+        type_ = "rate_limited" if exc.kind == "rate" else "too_many_unfinished_requests"
+        retry_after = str(max(1, math.ceil(exc.retry_after)))
+        raise ApiError(429, exc.message, type_, {"Retry-After": retry_after}) from None
     except UnstorableRequest as exc:
         raise ApiError(400, f"the request cannot be stored: {exc}") from None
     return job

@@ -41,7 +41,9 @@ sync_routes = APIRouter(tags=["chat completions"])
 async def chat_completion(caller: Authenticated, http: Request) -> Response:
     request = chat_body(await json_body(http))
     key = idempotency_key(http)
-    job = await submit(caller.ctx, caller.owner, request, key, key_webhook=caller.webhook_url)
+    job = await submit(
+        caller.ctx, caller.owner, request, key, key_webhook=caller.webhook_url, limits=caller.limits
+    )
     headers = {REQUEST_ID_HEADER: job.id}
     if request.stream:
         # Perplexity's route streams as Perplexity does by default (stream_mode "full"): each
@@ -83,7 +85,7 @@ for _path, _suffix in (("/chat/completions", ""), ("/v1/chat/completions", "_v1"
                     }
                 },
             },
-            **error_responses(400, 401, 404, 409, 502),
+            **error_responses(400, 401, 404, 409, 429, 502),
             **VALIDATION_ERROR,
         },
         openapi_extra={**SECURED, "parameters": [IDEMPOTENCY_HEADER], "requestBody": CHAT_BODY},

@@ -10,15 +10,18 @@ from collections.abc import Callable
 from chatq.store.errors import (
     DatabaseMissing,
     IdempotencyConflict,
+    LimitExceeded,
     StoreUnavailable,
     UnstorableRequest,
     UnsupportedDatabase,
 )
-from chatq.store.protocol import Store
+from chatq.store.protocol import KeyLimit, Store
 
 __all__ = [
     "DatabaseMissing",
     "IdempotencyConflict",
+    "KeyLimit",
+    "LimitExceeded",
     "Store",
     "StoreUnavailable",
     "UnstorableRequest",

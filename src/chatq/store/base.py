@@ -43,6 +43,7 @@ from chatq.domain import (
 from chatq.group_commit import GroupCommit
 from chatq.store import queries as q
 from chatq.store.feed import Change, ChangeFeed, Watch
+from chatq.store.protocol import KeyLimit
 from chatq.store.rows import (
     attempt_from_row,
     claimed_from_rows,
@@ -162,11 +163,16 @@ class SqlStore(abc.ABC):
             key.created_at,
             key.webhook_url,
             key.admin,
+            key.max_unfinished,
+            key.rpm,
         )
 
     async def key_holder(self, secret_hash: str) -> KeyHolder | None:
         rows = await self._read(q.KEY_HOLDER, secret_hash)
-        return KeyHolder(str(rows[0][0]), rows[0][1], bool(rows[0][2])) if rows else None
+        if not rows:
+            return None
+        owner, webhook_url, admin, *limits = rows[0]
+        return KeyHolder(str(owner), webhook_url, bool(admin), *limits)
 
     async def set_key_webhook(self, key: str, url: str | None) -> int:
         rows = await self._write(q.KEY_SET_WEBHOOK, url, key)
@@ -175,9 +181,12 @@ class SqlStore(abc.ABC):
                 await self._execute(q.WEBHOOK_ENABLE, owner, url)
         return len(rows)
 
+    async def set_key_limit(self, key: str, limit: KeyLimit, value: int | None) -> int:
+        return await self._execute(q.KEY_SET_LIMIT[limit], value, key)
+
     async def list_keys(self) -> list[ApiKey]:
         return [
-            ApiKey(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            ApiKey(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8])
             for r in await self._read(q.KEY_LIST)
         ]
 

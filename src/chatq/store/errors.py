@@ -25,3 +25,14 @@ class IdempotencyConflict(Exception):
     def __init__(self, existing_id: str) -> None:
         super().__init__(existing_id)
         self.existing_id = existing_id
+
+
+class LimitExceeded(Exception):
+    """The key's limits refuse this request now; nothing was stored. retry_after: seconds
+    until a retry may succeed (for the unfinished cap, a guess: it depends on the workers)."""
+
+    def __init__(self, message: str, retry_after: float, kind: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.kind = kind  # "rate" or "unfinished"

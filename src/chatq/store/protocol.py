@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Literal, Protocol
 
 from chatq.domain import (
     JSON,
@@ -27,6 +27,8 @@ from chatq.domain import (
     WebhookSecrets,
 )
 from chatq.store.feed import Watch
+
+KeyLimit = Literal["max_unfinished", "rpm"]
 
 
 class Store(Protocol):
@@ -52,6 +54,10 @@ class Store(Protocol):
         """Set (None: clear) the default webhook of the live keys with this id or name; how
         many. Setting a URL enables it again for the keys' owners if a 410 disabled it."""
 
+    async def set_key_limit(self, key: str, limit: KeyLimit, value: int | None) -> int:
+        """Set one limit of the live keys with this id or name (None: the server's default,
+        0: none); how many keys."""
+
     async def list_keys(self) -> list[ApiKey]: ...
 
     async def revoke_key(self, key_id: str) -> bool:
@@ -68,7 +74,9 @@ class Store(Protocol):
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
         """Store a request durably; (job, created). A replayed idempotency key returns the
         existing job with created=False; a key bound to another request raises
-        IdempotencyConflict, a request the database cannot hold UnstorableRequest."""
+        IdempotencyConflict, a request the database cannot hold UnstorableRequest. A request
+        over its limits (new.limits) raises LimitExceeded and is not stored: the check and
+        the insert are one transaction, which holds across processes."""
 
     async def get(self, owner: str, request_id: str) -> Job | None: ...
 
@@ -80,7 +88,9 @@ class Store(Protocol):
 
     # requests, as workers see them
     async def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedJob]:
-        """CREATED -> IN_PROGRESS for up to limit jobs, oldest first, leased to worker_id."""
+        """CREATED -> IN_PROGRESS for up to limit jobs, leased to worker_id, in one statement.
+        Owners take turns (fair share): each waiting request holds a turn in its owner's
+        lane, and an owner's turns go to its waiting requests by priority, then age."""
 
     async def renew(self, worker_id: str, lease_s: float) -> int:
         """Extend every lease worker_id holds, in one statement; return how many."""

@@ -17,14 +17,17 @@ SECRET_INSERT = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (nam
 SECRET_GET = "SELECT value FROM meta WHERE name = $1"
 
 KEY_INSERT = """
-INSERT INTO api_keys (id, name, owner, secret_hash, created_at, webhook_url, admin)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO api_keys
+    (id, name, owner, secret_hash, created_at, webhook_url, admin, max_unfinished, rpm)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 KEY_HOLDER = """
-SELECT owner, webhook_url, admin FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+SELECT owner, webhook_url, admin, id, max_unfinished, rpm FROM api_keys
+WHERE secret_hash = $1 AND revoked_at IS NULL
 """
 KEY_LIST = """
-SELECT id, name, owner, created_at, revoked_at, webhook_url, admin FROM api_keys
+SELECT id, name, owner, created_at, revoked_at, webhook_url, admin, max_unfinished, rpm
+FROM api_keys
 ORDER BY created_at, id
 """
 # keys update: by id or by name, live keys only; the owners whose default changed.
@@ -32,6 +35,20 @@ KEY_SET_WEBHOOK = """
 UPDATE api_keys SET webhook_url = $1
 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL
 RETURNING owner
+"""
+# A key's limits (NULL: the server's default), each set on its own.
+KEY_SET_LIMIT = {
+    "max_unfinished": """
+UPDATE api_keys SET max_unfinished = $1 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL
+""",
+    "rpm": """
+UPDATE api_keys SET rpm = $1 WHERE (id = $2 OR name = $2) AND revoked_at IS NULL
+""",
+}
+# A rate-limited key's state after a submit: see store/admission.py.
+KEY_RATE_SET = """
+INSERT INTO key_rates (key_id, tat) VALUES ($1, $2)
+ON CONFLICT (key_id) DO UPDATE SET tat = excluded.tat
 """
 KEY_REVOKE = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
 KEY_COUNT = "SELECT count(*) FROM api_keys"

@@ -1,11 +1,15 @@
 column api_keys.admin boolean not null default false
 column api_keys.created_at double precision not null
 column api_keys.id text not null
+column api_keys.max_unfinished integer
 column api_keys.name text not null
 column api_keys.owner text not null
 column api_keys.revoked_at double precision
+column api_keys.rpm integer
 column api_keys.secret_hash text not null
 column api_keys.webhook_url text
+column key_rates.key_id text not null
+column key_rates.tat double precision not null
 column meta.name text not null
 column meta.value bytea not null
 column request_text.request_id text not null
@@ -25,6 +29,7 @@ column requests.lease_owner text
 column requests.metadata text
 column requests.model text not null
 column requests.owner text not null
+column requests.priority integer not null default 0
 column requests.request text not null
 column requests.request_hash text not null
 column requests.response text
@@ -33,6 +38,7 @@ column requests.seq bigint not null identity
 column requests.started_at double precision
 column requests.status text not null
 column requests.stream boolean not null default false
+column requests.vtime bigint not null default 0
 column requests.webhook_url text
 column schema_migrations.applied_at double precision not null
 column schema_migrations.name text not null
@@ -70,8 +76,11 @@ column webhook_secrets.owner text not null
 column webhook_secrets.previous text
 column webhook_secrets.rotated_at double precision
 column webhook_secrets.secret text not null
+constraint api_keys CHECK ((max_unfinished >= 0))
+constraint api_keys CHECK ((rpm >= 0))
 constraint api_keys PRIMARY KEY (id)
 constraint api_keys UNIQUE (secret_hash)
+constraint key_rates PRIMARY KEY (key_id)
 constraint meta PRIMARY KEY (name)
 constraint request_text PRIMARY KEY (request_id, run, start)
 constraint requests CHECK ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text, 'COMPLETED'::text, 'FAILED'::text])))
@@ -93,13 +102,16 @@ function chatq_notify_work
 index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lease_owner) WHERE ((status = 'IN_PROGRESS'::text) AND (cancel_requested_at IS NOT NULL))
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
+index CREATE INDEX requests_owner_next ON public.requests USING btree (owner, priority DESC, seq) WHERE ((status = 'CREATED'::text) AND (seq > 0))
 index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
 index CREATE INDEX requests_owner_status_seq ON public.requests USING btree (owner, status, seq)
-index CREATE INDEX requests_waiting ON public.requests USING btree (seq) WHERE (status = 'CREATED'::text)
+index CREATE INDEX requests_owner_unfinished ON public.requests USING btree (owner, vtime) WHERE ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text])) AND (created_at > (0)::double precision))
+index CREATE INDEX requests_waiting ON public.requests USING btree (vtime, seq) WHERE ((status = 'CREATED'::text) AND (vtime >= 0))
 index CREATE INDEX webhook_deliveries_created ON public.webhook_deliveries USING btree (created_at)
 index CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (owner, next_attempt_at, id) WHERE (status = 'PENDING'::text)
 index CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)
 index CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)
+index CREATE UNIQUE INDEX key_rates_pkey ON public.key_rates USING btree (key_id)
 index CREATE UNIQUE INDEX meta_pkey ON public.meta USING btree (name)
 index CREATE UNIQUE INDEX request_text_pkey ON public.request_text USING btree (request_id, run, start)
 index CREATE UNIQUE INDEX requests_id_key ON public.requests USING btree (id)

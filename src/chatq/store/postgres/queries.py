@@ -30,17 +30,43 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # One statement for a whole group-committed batch. A row whose (owner, idempotency_key) is
 # taken, by an earlier request or by an earlier row of the same batch, is not inserted and not
 # returned; the store then reads the row that holds the key.
+# Each row's vtime puts it at the end of its owner's lane of waiting requests, or just after
+# the head of the queue if that is later (an owner with nothing waiting): so a new owner's
+# requests take turns with the backlog of the others instead of queueing behind it (the
+# claim, below). Two processes submitting for one owner at once may give two requests the
+# same turn; the owner then has one turn more, once.
+# Each statement names the always-true term of the partial index it is meant to use (see
+# migration 0007): the head of the queue from requests_waiting (vtime >= 0), the end of an
+# owner's lane from requests_owner_unfinished (created_at > 0), read backwards. Without
+# them the planner read an owner's last row by scanning all of requests_waiting
+# (test_postgres_plans.py). MATERIALIZED: once per owner, not once per row.
 SUBMIT = f"""
+WITH new AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
+        $9::text[], $10::text[], $11::int[]
+    ) WITH ORDINALITY
+    AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
+           metadata, priority, ord)
+), head AS (
+    SELECT coalesce(min(vtime), 0) AS vtime FROM requests
+    WHERE status = 'CREATED' AND vtime >= 0
+), lanes AS MATERIALIZED (
+    SELECT o.owner, greatest(head.vtime, coalesce((
+        SELECT r.vtime FROM requests AS r
+        WHERE r.owner = o.owner AND r.status = 'CREATED' AND r.created_at > 0
+        ORDER BY r.vtime DESC LIMIT 1
+    ), 0)) AS last
+    FROM (SELECT DISTINCT owner FROM new) AS o, head
+)
 INSERT INTO requests
     (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
-     webhook_url, metadata)
-SELECT id, owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
-    webhook_url, metadata
-FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
-    $9::text[], $10::text[]
-) AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
-         metadata)
+     webhook_url, metadata, priority, vtime)
+SELECT new.id, new.owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
+    webhook_url, metadata, priority,
+    lanes.last + row_number() OVER (PARTITION BY new.owner ORDER BY ord)
+FROM new JOIN lanes ON lanes.owner = new.owner
+ORDER BY ord
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
@@ -49,21 +75,74 @@ RETURNING {JOB_COLUMNS}
 # refuses NUL and lone surrogates in metadata, which jsonb could not read.
 METADATA_MATCH = "CAST(metadata AS jsonb) ->> CAST({key} AS text) = CAST({value} AS text)"
 
+# Fair share: the first $4 waiting rows by (vtime, seq) are turns; each owner's turns are
+# given to its own waiting requests, highest priority first, then oldest (a LATERAL index
+# scan per owner in the batch, so rows are touched in proportion to the batch).
 # SKIP LOCKED: concurrent workers take disjoint batches instead of queueing on each other.
 # The picked rows are updated by primary key, not joined back to the table: after a burst of
 # submits, statistics that say nothing is waiting made the join a nested loop over every
 # waiting row times the batch (8 s per claim with 200,000 waiting; test_postgres_plans.py).
+# The turns come from requests_waiting and the picks from requests_owner_next, each named
+# by its always-true term (migration 0007); the update's guard names none, so no partial
+# index can serve it: with stale statistics the planner scanned all of one for the picked
+# seqs, or all of requests_waiting for each owner's picks (test_postgres_plans.py).
 CLAIM = f"""
-WITH picked AS (
-    SELECT seq FROM requests WHERE status = 'CREATED'
-    ORDER BY seq LIMIT $4
-    FOR UPDATE SKIP LOCKED
+WITH turns AS (
+    SELECT owner, count(*) AS n FROM (
+        SELECT owner FROM requests WHERE status = 'CREATED' AND vtime >= 0
+        ORDER BY vtime, seq LIMIT $4
+    ) AS head
+    GROUP BY owner
+), picked AS (
+    SELECT next.seq FROM turns CROSS JOIN LATERAL (
+        SELECT seq FROM requests
+        WHERE owner = turns.owner AND status = 'CREATED' AND seq > 0
+        ORDER BY priority DESC, seq LIMIT turns.n
+        FOR UPDATE SKIP LOCKED
+    ) AS next
 )
 UPDATE requests AS r
 SET status = 'IN_PROGRESS', started_at = $1, lease_owner = $2, lease_expires_at = $3,
     deliveries = r.deliveries + 1, runs = r.runs + 1
 WHERE r.seq = ANY(ARRAY(SELECT seq FROM picked)) AND r.status = 'CREATED'
 RETURNING {CLAIMED_COLUMNS}
+"""
+
+# ---- limits (store/admission.py), in the submit's transaction. Locks are taken in one
+# order, keys (sorted) then owners (by lock key), before anything is inserted.
+
+# Each rate-limited key's state, its row locked until the transaction ends.
+KEY_RATES_LOCK = """
+INSERT INTO key_rates (key_id, tat) SELECT k, 0 FROM unnest($1::text[]) AS k
+ON CONFLICT (key_id) DO UPDATE SET tat = key_rates.tat
+RETURNING key_id, tat
+"""
+# One transaction at a time per capped owner, so that no two count the same free places.
+OWNERS_LOCK = """
+SELECT pg_advisory_xact_lock(l) FROM (
+    SELECT DISTINCT hashtextextended('chatq owner ' || o, 0) AS l
+    FROM unnest($1::text[]) AS o ORDER BY l
+) AS locks
+"""
+# Run after OWNERS_LOCK, in a statement of its own: its snapshot then sees every request
+# committed by those that held the lock before. Counted up to the cap, no further.
+UNFINISHED_COUNTS = """
+SELECT o.owner, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM requests AS r
+        WHERE r.owner = o.owner AND r.status IN ('CREATED', 'IN_PROGRESS')
+            AND r.created_at > 0
+        LIMIT o.cap
+    ) AS counted
+)
+FROM unnest($1::text[], $2::int[]) AS o(owner, cap)
+"""
+# Which (owner, idempotency key) pairs of the batch are stored already: their replays are
+# never refused.
+HELD_KEYS = """
+SELECT r.owner, r.idempotency_key FROM requests AS r
+JOIN unnest($1::text[], $2::text[]) AS k(owner, idempotency_key)
+    ON r.owner = k.owner AND r.idempotency_key = k.idempotency_key
 """
 
 # The watched requests ($1: an array of ids), for polling them while notifications are off.

@@ -15,8 +15,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from chatq.domain import JSON, NewRequest, Status, TextPiece
 from chatq.store import queries as shared
+from chatq.store.admission import Admission
 from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
-from chatq.store.errors import IdempotencyConflict, StoreUnavailable, UnstorableRequest
+from chatq.store.errors import (
+    IdempotencyConflict,
+    LimitExceeded,
+    StoreUnavailable,
+    UnstorableRequest,
+)
 from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
 from chatq.store.rows import accounted_usage, dumps, job_from_row
@@ -169,7 +175,24 @@ class PostgresStore(SqlStore):
         return [(await self._submit_batch([new]))[0] for new in news]
 
     async def _insert_batch(self, news: list[NewRequest]) -> list[SubmitOutcome]:
-        """Insert a batch in one statement (one transaction); then settle replays one by one."""
+        """Insert a batch in one statement; then settle replays one by one. A batch with
+        limits to check checks them first, in the same transaction, and inserts only the
+        requests they let in."""
+        async with self._connection() as conn:
+            if not any(n.limits is not None for n in news):
+                return await self._insert(conn, news)
+            async with conn.transaction():
+                refused = await self._refusals(conn, news)
+                let_in = [n for n in news if n.id not in refused]
+                outcomes = await self._insert(conn, let_in)
+            stored = dict(zip([n.id for n in let_in], outcomes, strict=True))
+            return [refused[n.id] if n.id in refused else stored[n.id] for n in news]
+
+    async def _insert(
+        self, conn: PoolConnectionProxy, news: list[NewRequest]
+    ) -> list[SubmitOutcome]:
+        if not news:
+            return []
         columns = (
             [n.id for n in news],
             [n.owner for n in news],
@@ -181,28 +204,63 @@ class PostgresStore(SqlStore):
         streams = [n.stream for n in news]
         hooks = [n.webhook_url for n in news]
         metadata = [None if n.metadata is None else dumps(n.metadata) for n in news]
+        priorities = [n.priority for n in news]
         named = [n for n in news if n.webhook_named]
-        async with self._connection() as conn:
-            if named:  # named again: URLs that a 410 disabled are enabled again
-                await conn.execute(
-                    q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
-                )
-            rows = await conn.fetch(q.SUBMIT, *columns, self._clock(), streams, hooks, metadata)
-            inserted = {job.id: job for job in map(job_from_row, rows)}
-            outcomes: list[SubmitOutcome] = []
-            for new in news:
-                if new.id in inserted:
-                    outcomes.append((inserted[new.id], True))
-                    continue
-                # Its idempotency key is held by a committed row (maybe from this very batch).
-                held = job_from_row(
-                    await conn.fetchrow(
-                        shared.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key
-                    )
-                )
-                replay = held.request_hash == new.request_hash
-                outcomes.append((held, False) if replay else IdempotencyConflict(held.id))
+        if named:  # named again: URLs that a 410 disabled are enabled again
+            await conn.execute(
+                q.WEBHOOK_ENABLE_MANY, [n.owner for n in named], [n.webhook_url for n in named]
+            )
+        rows = await conn.fetch(
+            q.SUBMIT, *columns, self._clock(), streams, hooks, metadata, priorities
+        )
+        inserted = {job.id: job for job in map(job_from_row, rows)}
+        outcomes: list[SubmitOutcome] = []
+        for new in news:
+            if new.id in inserted:
+                outcomes.append((inserted[new.id], True))
+                continue
+            # Its idempotency key is held by a committed row (maybe from this very batch).
+            held = job_from_row(
+                await conn.fetchrow(shared.GET_BY_IDEMPOTENCY_KEY, new.owner, new.idempotency_key)
+            )
+            replay = held.request_hash == new.request_hash
+            outcomes.append((held, False) if replay else IdempotencyConflict(held.id))
         return outcomes
+
+    async def _refusals(
+        self, conn: PoolConnectionProxy, news: list[NewRequest]
+    ) -> dict[str, LimitExceeded]:
+        """The requests of the batch that their limits refuse, by id; with the locks taken
+        that keep other processes from letting in the same places meanwhile."""
+        limited = [(n, n.limits) for n in news if n.limits is not None]
+        keys = sorted({lim.key_id for _, lim in limited if lim.rpm is not None})
+        caps: dict[str, int] = {}
+        for n, lim in limited:
+            if lim.max_unfinished is not None:
+                caps[n.owner] = max(caps.get(n.owner, 0), lim.max_unfinished)
+        tats: dict[str, float] = {}
+        if keys:
+            tats = {str(r[0]): float(r[1]) for r in await conn.fetch(q.KEY_RATES_LOCK, keys)}
+        unfinished: dict[str, int] = {}
+        if caps:
+            owners = sorted(caps)
+            await conn.execute(q.OWNERS_LOCK, owners)
+            counted = await conn.fetch(q.UNFINISHED_COUNTS, owners, [caps[o] for o in owners])
+            unfinished = {str(r[0]): int(r[1]) for r in counted}
+        keyed = [n for n, _ in limited if n.idempotency_key is not None]
+        held: set[tuple[str, str]] = set()
+        if keyed:
+            rows = await conn.fetch(
+                q.HELD_KEYS, [n.owner for n in keyed], [n.idempotency_key for n in keyed]
+            )
+            held = {(str(r[0]), str(r[1])) for r in rows}
+        admission = Admission(self._clock(), tats, unfinished, held)
+        refused = {n.id: e for n in news if (e := admission.refusal(n)) is not None}
+        if keys:
+            await conn.executemany(
+                shared.KEY_RATE_SET, [(k, admission.tats[k]) for k in keys if k in admission.tats]
+            )
+        return refused
 
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
         if not results:

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from chatq.domain import JSON, NewRequest, Status
 from chatq.store import queries as shared
+from chatq.store.admission import Admission
 from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
-from chatq.store.errors import IdempotencyConflict, StoreUnavailable
+from chatq.store.errors import IdempotencyConflict, LimitExceeded, StoreUnavailable
 from chatq.store.feed import Change
 from chatq.store.rows import dumps, job_from_row
 from chatq.store.sqlite import queries as q
@@ -172,9 +173,15 @@ class SqliteStore(SqlStore):
 
     async def _submit_batch(self, news: list[NewRequest]) -> list[SubmitOutcome]:
         now = self._clock()
-        return await self._writer.run(
-            lambda conn: _transaction(conn, lambda c: [_submit_one(c, new, now) for new in news])
-        )
+
+        def submit_all(conn: sqlite3.Connection) -> list[SubmitOutcome]:
+            refused = _refusals(conn, news, now)
+            return [
+                refused[new.id] if new.id in refused else _submit_one(conn, new, now)
+                for new in news
+            ]
+
+        return await self._writer.run(lambda conn: _transaction(conn, submit_all))
 
     async def complete_many(self, worker_id: str, results: Sequence[tuple[str, JSON]]) -> set[str]:
         if not results:
@@ -190,6 +197,37 @@ class SqliteStore(SqlStore):
         return done
 
 
+def _refusals(
+    conn: sqlite3.Connection, news: list[NewRequest], now: float
+) -> dict[str, LimitExceeded]:
+    """The requests of the batch that their limits refuse, by id; the keys' rate state
+    written back. Inside the batch's transaction: the one writer, so nothing else moves."""
+    limited = [(n, n.limits) for n in news if n.limits is not None]
+    if not limited:
+        return {}
+    tats: dict[str, float] = {}
+    unfinished: dict[str, int] = {}
+    counted_to: dict[str, int] = {}  # owner -> the cap its count went up to
+    held: set[tuple[str, str]] = set()
+    for new, limits in limited:
+        if limits.rpm is not None and limits.key_id not in tats:
+            row = _run(conn, q.KEY_RATE, (limits.key_id,)).fetchone()
+            tats[limits.key_id] = float(row[0]) if row else 0.0
+        cap = limits.max_unfinished
+        if cap is not None and counted_to.get(new.owner, -1) < cap:
+            counted = _run(conn, q.UNFINISHED_COUNT, (new.owner, cap)).fetchone()
+            unfinished[new.owner], counted_to[new.owner] = int(counted[0]), cap
+        key = new.idempotency_key
+        by_key = shared.GET_BY_IDEMPOTENCY_KEY
+        if key is not None and _run(conn, by_key, (new.owner, key)).fetchone() is not None:
+            held.add((new.owner, key))
+    admission = Admission(now, tats, unfinished, held)
+    refused = {n.id: e for n in news if (e := admission.refusal(n)) is not None}
+    for key_id in tats:
+        _run(conn, shared.KEY_RATE_SET, (key_id, admission.tats[key_id]))
+    return refused
+
+
 def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> SubmitOutcome:
     """Insert one request inside the batch's transaction; a replay or conflict is an outcome."""
     params = (
@@ -203,6 +241,7 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         new.stream,
         new.webhook_url,
         None if new.metadata is None else dumps(new.metadata),
+        new.priority,
     )
     if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
         _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
