@@ -29,6 +29,11 @@ async def test_postgres_touches_the_backlog_not_the_finished_rows() -> None:
             await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
             await conn.execute(INSERT, BACKLOG, "new-", "CREATED")
             await conn.execute(INSERT, BACKLOG, "run-", "IN_PROGRESS")
+            # as a claim leaves them: an IN_PROGRESS row is always leased
+            await conn.execute(
+                "UPDATE requests SET lease_owner = 'w', lease_expires_at = 1e12 "
+                "WHERE status = 'IN_PROGRESS'"
+            )
             await conn.execute("VACUUM ANALYZE requests")
             depth = await store.queue_depth()
             assert (depth.created, depth.in_progress) == (BACKLOG, BACKLOG)

@@ -204,6 +204,6 @@ async def test_odd_usage_counts_by_one_rule_on_every_dialect(
 async def test_admin_keys(store: Store, clock: Clock) -> None:
     await store.insert_key(ApiKey("k1", "ops", "ops", clock.now, None, admin=True), "hash-1")
     await store.insert_key(ApiKey("k2", "user", "user", clock.now, None), "hash-2")
-    assert await store.key_holder("hash-1") == KeyHolder("ops", None, admin=True)
-    assert await store.key_holder("hash-2") == KeyHolder("user", None, admin=False)
+    assert await store.key_holder("hash-1") == KeyHolder("ops", None, admin=True, key_id="k1")
+    assert await store.key_holder("hash-2") == KeyHolder("user", None, admin=False, key_id="k2")
     assert [(k.id, k.admin) for k in await store.list_keys()] == [("k1", True), ("k2", False)]
