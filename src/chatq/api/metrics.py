@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from chatq import metrics
 from chatq.api.auth import authenticate
 from chatq.api.context import ApiContext
+from chatq.api.timed import TimedRequests
 from chatq.metrics.exposition import CONTENT_TYPE
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -26,33 +25,13 @@ async def scrape(http: Request) -> Response:
     return Response(await ctx.exposition.render(), media_type=CONTENT_TYPE)
 
 
-class HttpMetrics:
+class HttpMetrics(TimedRequests):
     """Observes each HTTP request's duration by route template (never the raw path: it holds
     request ids), method and status."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client sees if the app fails before it answers
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_noting_status)
-        finally:
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            metrics.HTTP_DURATION.labels(route_template(scope), method, str(status)).observe(
-                time.perf_counter() - started
-            )
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        metrics.HTTP_DURATION.labels(route_template(scope), method, str(status)).observe(seconds)
 
 
 def route_template(scope: Scope) -> str:
