@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,23 +45,30 @@ FROM generate_series(1, $1) AS g
 """
 
 
-@pytest.fixture(params=["analyzed before the burst", "never analyzed"])
-async def burst(request: pytest.FixtureRequest) -> AsyncIterator[Burst]:
+@asynccontextmanager
+async def planned_database() -> AsyncIterator[tuple[PostgresStore, asyncpg.Connection]]:
+    """A migrated temporary database whose statistics change only when a test says so
+    (autovacuum would analyze the table), its store, and a connection to run EXPLAIN on."""
     async with temporary_database() as url:
         store = await PostgresStore.open(url)
         conn = await asyncpg.connect(url)
         try:
             await store.migrate()
-            # The scenario holds for the whole test: autovacuum would analyze the table.
             await conn.execute("ALTER TABLE requests SET (autovacuum_enabled = false)")
-            if request.param == "analyzed before the burst":
-                await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
-                await conn.execute("VACUUM ANALYZE requests")
-            await conn.execute(INSERT, BURST, "new-", "CREATED")
-            yield Burst(store, conn, analyzed=request.param == "analyzed before the burst")
+            yield store, conn
         finally:
             await conn.close()
             await store.close()
+
+
+@pytest.fixture(params=["analyzed before the burst", "never analyzed"])
+async def burst(request: pytest.FixtureRequest) -> AsyncIterator[Burst]:
+    async with planned_database() as (store, conn):
+        if request.param == "analyzed before the burst":
+            await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
+            await conn.execute("VACUUM ANALYZE requests")
+        await conn.execute(INSERT, BURST, "new-", "CREATED")
+        yield Burst(store, conn, analyzed=request.param == "analyzed before the burst")
 
 
 def rows_touched(node: dict[str, Any]) -> int:
@@ -127,23 +135,15 @@ FROM generate_series(1, $2) AS g
 
 @pytest.fixture(params=["analyzed before the backlog", "analyzed with the backlog"])
 async def backlog(request: pytest.FixtureRequest) -> AsyncIterator[asyncpg.Connection]:
-    async with temporary_database() as url:
-        store = await PostgresStore.open(url)
-        conn = await asyncpg.connect(url)
-        try:
-            await store.migrate()
-            await conn.execute("ALTER TABLE requests SET (autovacuum_enabled = false)")
-            if request.param == "analyzed before the backlog":
-                await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
-                await conn.execute("VACUUM ANALYZE requests")
-            await conn.execute(INSERT_OWNER, "a", QUEUED)
-            await conn.execute(INSERT_OWNER, "b", NEWCOMERS)
-            if request.param == "analyzed with the backlog":
-                await conn.execute("VACUUM ANALYZE requests")
-            yield conn
-        finally:
-            await conn.close()
-            await store.close()
+    async with planned_database() as (_, conn):
+        if request.param == "analyzed before the backlog":
+            await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
+            await conn.execute("VACUUM ANALYZE requests")
+        await conn.execute(INSERT_OWNER, "a", QUEUED)
+        await conn.execute(INSERT_OWNER, "b", NEWCOMERS)
+        if request.param == "analyzed with the backlog":
+            await conn.execute("VACUUM ANALYZE requests")
+        yield conn
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])

@@ -8,42 +8,31 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-import asyncpg
-
 from chatq.store import queries as q
-from chatq.store.postgres.store import PostgresStore
 from tests.integration.stores import fresh_store
-from tests.integration.test_postgres_plans import INSERT, explained
-from tests.pg import temporary_database
+from tests.integration.test_postgres_plans import INSERT, explained, planned_database
 
 FINISHED = 20_000
 BACKLOG = 300
 
 
 async def test_postgres_touches_the_backlog_not_the_finished_rows() -> None:
-    async with temporary_database() as url:
-        store = await PostgresStore.open(url)
-        conn = await asyncpg.connect(url)
-        try:
-            await store.migrate()
-            await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
-            await conn.execute(INSERT, BACKLOG, "new-", "CREATED")
-            await conn.execute(INSERT, BACKLOG, "run-", "IN_PROGRESS")
-            # as a claim leaves them: an IN_PROGRESS row is always leased
-            await conn.execute(
-                "UPDATE requests SET lease_owner = 'w', lease_expires_at = 1e12 "
-                "WHERE status = 'IN_PROGRESS'"
-            )
-            await conn.execute("VACUUM ANALYZE requests")
-            depth = await store.queue_depth()
-            assert (depth.created, depth.in_progress) == (BACKLOG, BACKLOG)
-            for mode in ("force_custom_plan", "force_generic_plan"):
-                touched = await explained(conn, mode, q.QUEUE_DEPTH)
-                # Each backlog row once, and the three aggregates over them.
-                assert touched <= 2 * BACKLOG + 10, (mode, touched)
-        finally:
-            await conn.close()
-            await store.close()
+    async with planned_database() as (store, conn):
+        await conn.execute(INSERT, FINISHED, "done-", "COMPLETED")
+        await conn.execute(INSERT, BACKLOG, "new-", "CREATED")
+        await conn.execute(INSERT, BACKLOG, "run-", "IN_PROGRESS")
+        # as a claim leaves them: an IN_PROGRESS row is always leased
+        await conn.execute(
+            "UPDATE requests SET lease_owner = 'w', lease_expires_at = 1e12 "
+            "WHERE status = 'IN_PROGRESS'"
+        )
+        await conn.execute("VACUUM ANALYZE requests")
+        depth = await store.queue_depth()
+        assert (depth.created, depth.in_progress) == (BACKLOG, BACKLOG)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            touched = await explained(conn, mode, q.QUEUE_DEPTH)
+            # Each backlog row once, and the three aggregates over them.
+            assert touched <= 2 * BACKLOG + 10, (mode, touched)
 
 
 async def test_sqlite_reads_each_count_from_its_partial_index(tmp_path: Path) -> None:
