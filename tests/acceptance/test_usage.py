@@ -198,6 +198,10 @@ def test_chatq_usage_prints_a_table(priced: ChatqServer, tmp_path: Path) -> None
     owner, secret = key(priced)
     with priced.client(secret) as client:
         finished(client, chat("x y", "echo"), chat("z", "echo"))
+    # A second owner's row, so the table for everyone has a total line whatever ran before.
+    _, other = key(priced)
+    with priced.client(other) as client:
+        finished(client, chat("w", "echo"))
     db = ["--database", priced.database]
     mine = run_cli("usage", "--owner", owner, "--group-by", "model", *db)
     assert mine.returncode == 0, mine.stderr
