@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 import chatq
 from chatq.api.access_log import AccessLog
+from chatq.api.admin import admin_routes
 from chatq.api.auth import SECURITY_SCHEMES
 from chatq.api.context import ApiContext
 from chatq.api.docs import install_docs
@@ -62,6 +63,7 @@ def create_app(
         *(async_routes(prefix) for prefix in FAMILIES),
         sync_routes,
         usage_routes,
+        admin_routes,
         model_routes,
         health_routes,
         metrics_routes,
