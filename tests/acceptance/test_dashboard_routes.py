@@ -1,11 +1,13 @@
 """The two routes the dashboard added, on a real server, both dialects: a request as it was
 submitted (GET .../{id}/request, owner-scoped), and the admin summary (GET /admin/summary,
-admin keys only)."""
+admin keys only); and the dashboard's pages served without a key."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+import httpx
 
 from tests.acceptance.conftest import PATH, chat, wait_finished
 from tests.acceptance.test_http_errors import assert_error
@@ -84,3 +86,14 @@ def test_an_admin_key_reads_the_queue_and_every_owners_usage(
         with server.client(key) as client:
             client.post(f"{PATH}/{held_id}/cancel")
             assert wait_finished(client, held_id)["status"] == "FAILED"
+
+
+def test_the_dashboard_pages_need_no_key(server: ChatqServer) -> None:
+    with httpx.Client(base_url=server.base_url) as client:
+        for path in ("/ui", "/ui/signin", "/ui/requests/x", "/ui/static/app.js"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+        page = client.get('/ui/requests/"><img src=x onerror=y>')
+    assert page.status_code == 200
+    assert "<img" not in page.text, "the id is escaped into the page"
+    assert 'data-request-id="&#34;&gt;&lt;img src=x onerror=y&gt;"' in page.text
