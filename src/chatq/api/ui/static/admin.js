@@ -13,7 +13,7 @@ page(async () => {
   }
   document.getElementById("admin-panels").hidden = false;
   const queue = document.getElementById("queue");
-  rows(queue, summary.queue, (q) => [q.status, q.model, number(q.requests)]);
+  rows(queue, summary.queue, (q) => [q.status, q.model, number(q.requests)], "Nothing waiting.");
   rows(document.getElementById("owners"), summary.usage, (u) => [
     u.owner,
     u.model,

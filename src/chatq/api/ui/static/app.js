@@ -188,11 +188,16 @@ export function number(value, digits = 0) {
   });
 }
 
-// A table's body: a row of text cells per item.
-export function rows(table, items, cells) {
+// A table's body: a row of text cells per item, or one saying there is none.
+export function rows(table, items, cells, none = "None.") {
   const body = table.tBodies[0];
   const tr = (item) => el("tr", {}, ...cells(item).map((cell) => el("td", {}, cell)));
-  body.replaceChildren(...items.map(tr));
+  if (items.length > 0) {
+    body.replaceChildren(...items.map(tr));
+  } else {
+    const colspan = table.tHead.rows[0].cells.length;
+    body.replaceChildren(el("tr", {}, el("td", { colspan, class: "muted" }, none)));
+  }
 }
 
 export async function servedModels() {
