@@ -114,6 +114,21 @@ def test_filters_by_status_and_model(
     expect(page.locator("#filter-status")).to_have_value("COMPLETED")
 
 
+def test_the_list_shows_status_changes_live(
+    page: Page, dashboard: ChatqServer, module_upstream: FakeUpstream
+) -> None:
+    module_upstream.rule("watch me in the list", Reply(delay_s=60))
+    _, key = new_owner(dashboard)
+    with dashboard.client(key) as client:
+        held = client.post(PATH, json=chat("watch me in the list", "fake-model", stream=True))
+        request_id = held.json()["id"]
+        sign_in(page, key)
+        row = page.locator(f'#requests tbody tr[data-id="{request_id}"]')
+        expect(row).to_contain_text("IN_PROGRESS")
+        client.post(f"{PATH}/{request_id}/cancel")
+        expect(row).to_contain_text("FAILED")  # no reload: the row watches its event stream
+
+
 def test_cancel_a_slow_request_then_delete_it(
     page: Page, dashboard: ChatqServer, module_upstream: FakeUpstream
 ) -> None:
