@@ -60,6 +60,13 @@ def new_owner(server: ChatqServer, admin: bool = False) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
+def shared_key(dashboard: ChatqServer) -> str:
+    """One owner's key for the tests that look only at the requests they made (by id), not
+    at all the owner has: each key costs a `chatq keys create` process (2 s)."""
+    return new_owner(dashboard)[1]
+
+
+@pytest.fixture(scope="module")
 def playwright(dashboard: ChatqServer) -> Iterator[Playwright]:
     """Playwright's sync API, started once the server is up (and stopped before it stops):
     while it is open it runs an event loop in this thread, and the server's set-up and

@@ -115,10 +115,10 @@ def test_filters_by_status_and_model(
 
 
 def test_the_list_shows_status_changes_live(
-    page: Page, dashboard: ChatqServer, module_upstream: FakeUpstream
+    page: Page, dashboard: ChatqServer, shared_key: str, module_upstream: FakeUpstream
 ) -> None:
     module_upstream.rule("watch me in the list", Reply(delay_s=60))
-    _, key = new_owner(dashboard)
+    key = shared_key
     with dashboard.client(key) as client:
         held = client.post(PATH, json=chat("watch me in the list", "fake-model", stream=True))
         request_id = held.json()["id"]

@@ -31,9 +31,9 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 def test_stored_strings_are_shown_as_text_and_run_nothing(
-    page: Page, dashboard: ChatqServer
+    page: Page, dashboard: ChatqServer, shared_key: str
 ) -> None:
-    _, key = new_owner(dashboard)
+    key = shared_key
     with dashboard.client(key) as client:
         body = {**chat(PAYLOAD), "metadata": {"label": PAYLOAD}}
         request_id = client.post(PATH, json=body).json()["id"]
@@ -113,10 +113,10 @@ VIEWPORTS = {"phone": (375, 700, 3), "zoomed": (640, 360, 2)}
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_pages_fit_a_phone_and_a_zoomed_window(
-    browser: Browser, dashboard: ChatqServer, viewport: str
+    browser: Browser, dashboard: ChatqServer, shared_key: str, viewport: str
 ) -> None:
     width, height, scale = VIEWPORTS[viewport]
-    _, key = new_owner(dashboard)
+    key = shared_key
     with dashboard.client(key) as client:
         long = "w" * 300  # one word, no place to break it
         body = {**chat(long), "metadata": {"label": long}}
@@ -151,12 +151,13 @@ def test_pages_fit_a_phone_and_a_zoomed_window(
         context.close()
 
 
-def test_a_request_of_another_owner_is_not_shown(page: Page, dashboard: ChatqServer) -> None:
+def test_a_request_of_another_owner_is_not_shown(
+    page: Page, dashboard: ChatqServer, shared_key: str
+) -> None:
     _, theirs = new_owner(dashboard)
-    _, mine = new_owner(dashboard)
     with dashboard.client(theirs) as client:
         request_id = client.post(PATH, json=chat("private")).json()["id"]
-    sign_in(page, mine)
+    sign_in(page, shared_key)
     page.goto(f"/ui/requests/{request_id}")
     expect(page.locator("#error")).to_have_text(re.compile("no async chat completion request"))
     expect(page.locator("#messages")).to_be_empty()
