@@ -41,9 +41,10 @@ def run_cli(
     )
 
 
-def create_key(database_url: str, name: str, owner: str | None = None) -> str:
-    """Create a key with `chatq keys create` and return its secret (the last stdout line)."""
-    extra = ["--owner", owner] if owner else []
+def create_key(database_url: str, name: str, owner: str | None = None, admin: bool = False) -> str:
+    """Create a key with `chatq keys create` (an admin key if admin) and return its secret
+    (the last stdout line)."""
+    extra = [*(["--owner", owner] if owner else []), *(["--admin"] if admin else [])]
     done = run_cli("keys", "create", name, *extra, "--database", database_url)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
