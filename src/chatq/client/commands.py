@@ -134,9 +134,7 @@ async def _submit(client: ChatqClient, args: argparse.Namespace, settings: Clien
             return exits.USAGE
         request = _request(model, args.prompt, args.system, args.max_tokens)
         body = {"request": {**request, **({"stream": True} if args.stream else {})}}
-    if args.idempotency_key:
-        body["idempotency_key"] = args.idempotency_key
-    job = await client.submit(body)
+    job = await client.submit(body, args.idempotency_key)
     if args.json:
         _print_json(job)
     else:

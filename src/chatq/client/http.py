@@ -60,9 +60,14 @@ class ChatqClient:
         body = await self._call("GET", "/v1/models")
         return [m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m]
 
-    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a create body; the created (or, for a known idempotency key, existing) object."""
-        result: dict[str, Any] = await self._call("POST", PATH, json=body)
+    async def submit(
+        self, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """POST a create body (wrapped or flat); the created object, or for an idempotency key
+        already used, the existing one. The key goes as the Idempotency-Key header, which both
+        body forms take."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        result: dict[str, Any] = await self._call("POST", PATH, json=body, headers=headers)
         return result
 
     async def submit_batch(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
