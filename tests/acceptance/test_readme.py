@@ -94,6 +94,18 @@ def test_wait_watch_stop_example(server: ChatqServer, new_key: Callable[[], str]
     assert "not_found" in curl(per_request[0].replace("<id>", created["id"]))
 
 
+def test_batch_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
+    """The batch curl command: both items created, in order; sent again, the same two."""
+    command = block_containing("bash", "completions/batch").replace(
+        DEFAULT_ADDRESS, server.base_url
+    )
+    key = new_key()
+    first = json.loads(run(["bash", "-c", command], server, key))["results"]
+    assert [r["status"] for r in first] == ["CREATED", "CREATED"]
+    again = json.loads(run(["bash", "-c", command], server, key))["results"]
+    assert [r["id"] for r in again] == [r["id"] for r in first], "nothing created twice"
+
+
 def test_label_and_find_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     """The 'Label and find requests' curl commands: a labelled create, then the filtered list
     finds it once it has finished."""
