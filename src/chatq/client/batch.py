@@ -173,10 +173,8 @@ class _Run:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as watchers:
-                while self.queue or self.unfinished:
-                    chunk = await self._next_chunk()
-                    if chunk:
-                        await self._submit(chunk, watchers)
+                while self.queue:  # (the task group then waits for the last watchers)
+                    await self._submit(await self._next_chunk(), watchers)
         except BaseExceptionGroup as group:
             raise _first(group) from None
 
