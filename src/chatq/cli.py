@@ -27,7 +27,6 @@ from chatq.store import (
     open_store,
 )
 from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
-from chatq.wiring import serve, work
 
 # Commands that may create the database; the others refuse a SQLite file that is not there,
 # so that one run from the wrong directory says so instead of making an empty database.
@@ -292,6 +291,10 @@ def _client(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     must_exist = args.command not in _CREATES_DATABASE
+    if args.command in ("serve", "api", "worker"):
+        # Imported here: the other commands (the client's above all) start without FastAPI,
+        # uvicorn and the backends, which cost a second of start-up.
+        from chatq.wiring import serve, work
     if args.command in ("serve", "api"):
         await serve(settings, with_worker=args.command == "serve", announce=_say)
         return 0
