@@ -214,6 +214,11 @@ def test_submit_wait_get_cancel_and_ls(
     assert lines[0].split() == ["ID", "STATUS", "MODEL", "CREATED", "PROMPT"]
     assert [line.split()[0] for line in lines[1:]] == [other, request_id], "newest first"
     assert all(line.split()[1:3] == ["COMPLETED", "echo"] for line in lines[1:])
+    # The prompt, where the server gives it (GET .../{id}/request, the dashboard's route).
+    with deployment.client(key) as client:
+        has_prompts = client.get(f"{PATH}/{request_id}/request").status_code == 200
+    previews = [line[lines[0].index("PROMPT") :] for line in lines[1:]]
+    assert previews == (["from stdin", prompt[:39] + "…"] if has_prompts else ["", ""])
     as_json = json.loads(chatq("ls", "--json", "--limit", "1", env=env).stdout)
     assert [r["id"] for r in as_json] == [other]
     assert json.loads(chatq("ls", "--json", "--status", "FAILED", env=env).stdout) == []

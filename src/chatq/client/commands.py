@@ -20,6 +20,8 @@ from chatq.client.interrupt import Interrupted, until_interrupted
 from chatq.client.settings import ClientSettings
 
 _PREVIEW_CHARS = 40
+_PREVIEWED = 200  # rows of ls whose prompt is fetched; the rest show their metadata
+_PREVIEW_FETCHES = 8  # at once
 
 
 def run(args: argparse.Namespace, settings: ClientSettings) -> int:
@@ -192,7 +194,11 @@ async def _ls(client: ChatqClient, args: argparse.Namespace, settings: ClientSet
     if not found:
         print("no requests", flush=True)
         return exits.OK
-    rows = [[r["id"], r["status"], r["model"], when(r["created_at"]), preview(r)] for r in found]
+    shown = await _previews(client, found)
+    rows = [
+        [r["id"], r["status"], r["model"], when(r["created_at"]), text]
+        for r, text in zip(found, shown, strict=True)
+    ]
     for line in table(["ID", "STATUS", "MODEL", "CREATED", "PROMPT"], rows):
         print(line)
     sys.stdout.flush()
@@ -256,12 +262,24 @@ def answer_text(job: dict[str, Any]) -> str:
     return content if isinstance(content, str) else json.dumps(content)
 
 
-def preview(summary: dict[str, Any]) -> str:
-    """A short look at a listed request: its last user message when the server lists it,
-    else its metadata."""
-    messages = (summary.get("request") or {}).get("messages") or []
+async def _previews(client: ChatqClient, found: list[dict[str, Any]]) -> list[str]:
+    """A short look at each listed request: its last user message, as GET .../{id}/request
+    gives it (a few at a time, for the first _PREVIEWED rows), else its metadata."""
+    fetching = asyncio.Semaphore(_PREVIEW_FETCHES)
+
+    async def one(summary: dict[str, Any]) -> str:
+        async with fetching:
+            return preview(await client.submitted(summary["id"]), summary.get("metadata"))
+
+    head = await asyncio.gather(*(one(r) for r in found[:_PREVIEWED]))
+    return [*head, *(preview(None, r.get("metadata")) for r in found[_PREVIEWED:])]
+
+
+def preview(request: dict[str, Any] | None, metadata: object) -> str:
+    """A request's last user message (or, without it, its metadata), cut short."""
+    messages = (request or {}).get("messages") or []
     users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    text = users[-1] if users and isinstance(users[-1], str) else _pairs(summary.get("metadata"))
+    text = users[-1] if users and isinstance(users[-1], str) else _pairs(metadata)
     text = " ".join(text.split())
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 

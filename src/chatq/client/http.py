@@ -88,6 +88,18 @@ class ChatqClient:
             pass
         return job
 
+    async def submitted(self, request_id: str) -> dict[str, Any] | None:
+        """The chat request as submitted (GET .../{id}/request); None where the server has no
+        such route (before the dashboard's) or the request is gone."""
+        try:
+            body: dict[str, Any] = await self._call("GET", f"{PATH}/{request_id}/request")
+        except ServerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        request: dict[str, Any] | None = body.get("request")
+        return request
+
     async def cancel(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("POST", f"{PATH}/{request_id}/cancel")
         return result
