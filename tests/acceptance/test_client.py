@@ -181,7 +181,7 @@ def test_ctrl_c_cancels_the_request_on_the_server(
 def test_submit_wait_get_cancel_and_ls(
     deployment: ChatqServer, key: str, env: dict[str, str]
 ) -> None:
-    prompt = unique("hello from the client")
+    prompt = unique("hello from the client, in a prompt longer than a preview")
     submitted = chatq("submit", prompt, "--model", "echo", env=env)
     assert submitted.returncode == 0, submitted.stderr
     request_id = submitted.stdout.strip()
