@@ -3,7 +3,7 @@ single submits (POST /async/chat/completions), measured in the same run.
 
 For each store, `chatq api` (no worker: only submits are measured) runs on a fresh
 database; wrk drives the single route with 64 connections (bench/submit.lua, as bench/api.py
-does), then the batch route with 4 connections, each request a batch of --batch items of
+does), then the batch route with 2 connections, each request a batch of --batch items of
 the same request (bench/batch.lua). The batch rate counts items, not HTTP requests. Each
 figure is the median of --runs runs, each on a fresh database; the ratio is batch / single.
 
@@ -23,6 +23,10 @@ from pathlib import Path
 
 from common import CHAT, PATH, arguments, chatq_server, database_with_key, row, table, wrk
 
+# Batches in flight at once: two keep the API process busy (one is read and checked while
+# the other is written); more only queue.
+CONNECTIONS = 2
+
 
 def run_once(store: str, seconds: int, size: int) -> tuple[float, float]:
     """(single submits/s, batched submits/s) on a fresh database."""
@@ -34,13 +38,17 @@ def run_once(store: str, seconds: int, size: int) -> tuple[float, float]:
         single, _ = wrk(
             base + PATH, "submit.lua", seconds=seconds, threads=2, connections=64, env={"KEY": key}
         )
+        # A batch of 1,000 takes a good part of a second: no wrk timeout may drop one
+        # uncounted, and any socket error fails the run.
         batches, _ = wrk(
             f"{base}{PATH}/batch",
             "batch.lua",
             seconds=seconds,
             threads=2,
-            connections=4,
+            connections=CONNECTIONS,
             env={"KEY": key, "BODY": str(body)},
+            fail_on=("Non-2xx", "Socket errors"),
+            timeout_s=60,
         )
         return single, batches * size
 
