@@ -189,6 +189,7 @@ def test_submit_wait_get_cancel_and_ls(
     waited = chatq("wait", request_id, env=env)
     assert waited.returncode == 0, waited.stderr
     assert "COMPLETED" in waited.stdout and waited.stdout.rstrip().endswith(prompt)
+    assert json.loads(chatq("wait", request_id, "--json", env=env).stdout)["status"] == "COMPLETED"
 
     got = chatq("get", request_id, "--json", env=env)
     assert got.returncode == 0
@@ -262,6 +263,13 @@ def test_errors_are_one_line_with_an_exit_status_that_says_what_kind(
     one_line(chatq("ls", "--url", nobody, env=env), 5, "cannot reach", nobody)
     one_line(chatq("ls", "--url", "ftp://x", env=env), 2, "--url")
     one_line(chatq("submit", env=env), 2, "PROMPT")
+    # A key that may make one request a minute: its second is refused for now.
+    made = run_cli(
+        "keys", "create", unique("one-a-minute"), "--rpm", "1", "--database", deployment.database
+    )
+    limited = {**env, "CHATQ_API_KEY": made.stdout.strip().splitlines()[-1]}
+    assert chatq("submit", "one", "--model", "echo", env=limited).returncode == 0
+    one_line(chatq("submit", "two", "--model", "echo", env=limited), 6, "429", "rate_limited")
     # A flag beats its env twin.
     assert (
         chatq("ls", "--url", deployment.base_url, env={**env, "CHATQ_URL": nobody}).returncode == 0
@@ -392,6 +400,29 @@ def test_batch_run_resumes_after_ctrl_c_and_submits_nothing_twice(
     stored = requests_of(deployment, key)
     assert len(stored) == len(lines), "a request was submitted twice"
     assert {r["id"] for r in stored} == {line["id"] for line in out.values()}
+
+
+def test_batch_run_keeps_at_most_concurrency_requests_unfinished(
+    env: dict[str, str], tmp_path: Path, module_upstream: FakeUpstream
+) -> None:
+    """Every request reaches the upstream (the worker's concurrency is far higher), so the
+    upstream's peak of calls at once is at most the client's bound."""
+    contents = [unique(f"bounded {n}") for n in range(8)]
+    for content in contents:
+        module_upstream.rule(content, Reply(delay_s=0.1))
+    lines = [openai_line(f"b{n}", c, "fake-model") for n, c in enumerate(contents)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    module_upstream.reset_peak()
+    try:
+        done = chatq(
+            "batch", "run", str(source), "-o", str(tmp_path / "out"), "--concurrency", "2", env=env
+        )
+    finally:
+        for content in contents:
+            module_upstream.rule(content, None)
+    assert done.returncode == 0, done.stderr
+    assert len(read_output(tmp_path / "out")) == 8
+    assert 1 <= module_upstream.peak_in_flight <= 2
 
 
 def test_batch_run_of_a_file_that_is_not_there(env: dict[str, str], tmp_path: Path) -> None:
