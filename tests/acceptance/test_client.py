@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +18,17 @@ import pytest
 
 from tests.acceptance.conftest import (
     PATH,
-    UPSTREAM_KEY,
     pages,
     serving,
+    serving_apart,
     wait_finished,
     write_config,
 )
 from tests.fakes.upstream import FakeUpstream, Reply, unused_port
-from tests.harness import ChatqServer, chatq_env, create_key, database_url, run_cli
+from tests.harness import ChatqServer, chatq_env, create_key, run_cli
 from tests.waiting import eventually
 
 CANCELLED = "cancelled"
-
-
-@contextmanager
-def api_and_worker(workdir: Path, config: Path) -> Iterator[ChatqServer]:
-    """`chatq api` and `chatq worker` apart, on a fresh PostgreSQL database; yields the API."""
-    with database_url("postgres", workdir) as url:
-        assert run_cli("migrate", "--database", url).returncode == 0
-        common = ("--database", url, "--config", str(config))
-        env = {"FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
-        api = ChatqServer(workdir, *common, command="api", env=env).start()
-        worker = ChatqServer(workdir, *common, command="worker", env=env)
-        try:
-            worker.start()
-            yield api
-        finally:
-            codes = {api.stop(), worker.stop() if worker.proc is not None else 0}
-            assert codes <= {0, -15}, (api.log()[-2000:], worker.log()[-2000:])
 
 
 @pytest.fixture(scope="module", params=["sqlite-serve", "postgres-api-worker"])
@@ -60,7 +42,7 @@ def deployment(
     if request.param == "sqlite-serve":
         running = serving("sqlite", workdir, config)
     else:
-        running = api_and_worker(workdir, config)
+        running = serving_apart(workdir, config)
     with running as server:
         yield server
 
@@ -82,20 +64,6 @@ def env(deployment: ChatqServer, key: str) -> dict[str, str]:
 
 def unique(text: str) -> str:
     return f"{text} {time.monotonic_ns()}"
-
-
-def chatq(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatq", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        input=stdin,
-        check=False,
-    )
 
 
 def started(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -182,34 +150,40 @@ def test_submit_wait_get_cancel_and_ls(
     deployment: ChatqServer, key: str, env: dict[str, str]
 ) -> None:
     prompt = unique("hello from the client, in a prompt longer than a preview")
-    submitted = chatq("submit", prompt, "--model", "echo", env=env)
+    submitted = run_cli("submit", prompt, "--model", "echo", env=env)
     assert submitted.returncode == 0, submitted.stderr
     request_id = submitted.stdout.strip()
 
-    waited = chatq("wait", request_id, env=env)
+    waited = run_cli("wait", request_id, env=env)
     assert waited.returncode == 0, waited.stderr
     assert "COMPLETED" in waited.stdout and waited.stdout.rstrip().endswith(prompt)
-    assert json.loads(chatq("wait", request_id, "--json", env=env).stdout)["status"] == "COMPLETED"
+    assert (
+        json.loads(run_cli("wait", request_id, "--json", env=env).stdout)["status"] == "COMPLETED"
+    )
 
-    got = chatq("get", request_id, "--json", env=env)
+    got = run_cli("get", request_id, "--json", env=env)
     assert got.returncode == 0
     job = json.loads(got.stdout)
     assert job["id"] == request_id and job["response"]["choices"][0]["message"]["content"] == prompt
 
     # A create body from stdin, the flat form, with an idempotency key: twice, one request.
     body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "from stdin"}]})
-    first = chatq("submit", "--file", "-", "--idempotency-key", "k1", "--json", env=env, stdin=body)
-    again = chatq("submit", "--file", "-", "--idempotency-key", "k1", "--json", env=env, stdin=body)
+    first = run_cli(
+        "submit", "--file", "-", "--idempotency-key", "k1", "--json", env=env, stdin=body
+    )
+    again = run_cli(
+        "submit", "--file", "-", "--idempotency-key", "k1", "--json", env=env, stdin=body
+    )
     assert first.returncode == again.returncode == 0, first.stderr
     assert json.loads(first.stdout)["id"] == json.loads(again.stdout)["id"]
     other = json.loads(first.stdout)["id"]
-    chatq("wait", other, env=env)
+    run_cli("wait", other, env=env)
 
-    cancelled = chatq("cancel", request_id, env=env)
+    cancelled = run_cli("cancel", request_id, env=env)
     assert cancelled.returncode == 0 and cancelled.stdout.split() == [request_id, "COMPLETED"]
-    assert json.loads(chatq("cancel", request_id, "--json", env=env).stdout) == job
+    assert json.loads(run_cli("cancel", request_id, "--json", env=env).stdout) == job
 
-    listed = chatq("ls", env=env)
+    listed = run_cli("ls", env=env)
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["ID", "STATUS", "MODEL", "CREATED", "PROMPT"]
@@ -220,10 +194,10 @@ def test_submit_wait_get_cancel_and_ls(
         has_prompts = client.get(f"{PATH}/{request_id}/request").status_code == 200
     previews = [line[lines[0].index("PROMPT") :] for line in lines[1:]]
     assert previews == (["from stdin", prompt[:39] + "…"] if has_prompts else ["", ""])
-    as_json = json.loads(chatq("ls", "--json", "--limit", "1", env=env).stdout)
+    as_json = json.loads(run_cli("ls", "--json", "--limit", "1", env=env).stdout)
     assert [r["id"] for r in as_json] == [other]
-    assert json.loads(chatq("ls", "--json", "--status", "FAILED", env=env).stdout) == []
-    none = chatq("ls", "--status", "created,in_progress", env=env)
+    assert json.loads(run_cli("ls", "--json", "--status", "FAILED", env=env).stdout) == []
+    none = run_cli("ls", "--status", "created,in_progress", env=env)
     assert none.returncode == 0 and none.stdout.strip() == "no requests"
 
 
@@ -234,9 +208,9 @@ def test_a_failed_request_exits_1_from_wait_and_ask(
     refusal = {"error": {"message": "the model refuses", "type": "invalid_request_error"}}
     module_upstream.rule(prompt, Reply(status=400, json_body=refusal))
     try:
-        asked = chatq("ask", prompt, "--model", "fake-model", env=env)
-        request_id = chatq("submit", prompt, "--model", "fake-model", env=env).stdout.strip()
-        waited = chatq("wait", request_id, env=env)
+        asked = run_cli("ask", prompt, "--model", "fake-model", env=env)
+        request_id = run_cli("submit", prompt, "--model", "fake-model", env=env).stdout.strip()
+        waited = run_cli("wait", request_id, env=env)
     finally:
         module_upstream.rule(prompt, None)
     assert asked.returncode == 1 and "failed:" in asked.stderr, asked.stderr
@@ -253,31 +227,32 @@ def test_errors_are_one_line_with_an_exit_status_that_says_what_kind(
         assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("chatq: ")
         assert all(word in done.stderr for word in words), done.stderr
 
-    one_line(chatq("get", "no-such-request", env=env), 3, "404", "not_found")
-    one_line(chatq("submit", "hi", "--model", "gpt-99", env=env), 2, "400", "invalid_model")
+    one_line(run_cli("get", "no-such-request", env=env), 3, "404", "not_found")
+    one_line(run_cli("submit", "hi", "--model", "gpt-99", env=env), 2, "400", "invalid_model")
     wrong_key = {**env, "CHATQ_API_KEY": "cq-wrong"}
-    one_line(chatq("ls", env=wrong_key), 4, "401", "authentication_error")
+    one_line(run_cli("ls", env=wrong_key), 4, "401", "authentication_error")
     no_key = {k: v for k, v in env.items() if k != "CHATQ_API_KEY"}
-    one_line(chatq("ls", env=no_key), 4, "CHATQ_API_KEY")
+    one_line(run_cli("ls", env=no_key), 4, "CHATQ_API_KEY")
     nobody = f"http://127.0.0.1:{unused_port()}"
-    one_line(chatq("ls", "--url", nobody, env=env), 5, "cannot reach", nobody)
-    one_line(chatq("ls", "--url", "ftp://x", env=env), 2, "--url")
-    one_line(chatq("submit", env=env), 2, "PROMPT")
+    one_line(run_cli("ls", "--url", nobody, env=env), 5, "cannot reach", nobody)
+    one_line(run_cli("ls", "--url", "ftp://x", env=env), 2, "--url")
+    one_line(run_cli("submit", env=env), 2, "PROMPT")
     # A key that may make one request a minute: its second is refused for now.
     made = run_cli(
         "keys", "create", unique("one-a-minute"), "--rpm", "1", "--database", deployment.database
     )
     limited = {**env, "CHATQ_API_KEY": made.stdout.strip().splitlines()[-1]}
-    assert chatq("submit", "one", "--model", "echo", env=limited).returncode == 0
-    one_line(chatq("submit", "two", "--model", "echo", env=limited), 6, "429", "rate_limited")
+    assert run_cli("submit", "one", "--model", "echo", env=limited).returncode == 0
+    one_line(run_cli("submit", "two", "--model", "echo", env=limited), 6, "429", "rate_limited")
     # A flag beats its env twin.
     assert (
-        chatq("ls", "--url", deployment.base_url, env={**env, "CHATQ_URL": nobody}).returncode == 0
+        run_cli("ls", "--url", deployment.base_url, env={**env, "CHATQ_URL": nobody}).returncode
+        == 0
     )
 
 
 def test_ask_defaults_to_the_first_model_the_server_lists(env: dict[str, str]) -> None:
-    done = chatq("ask", "which model?", "--json", env=env)
+    done = run_cli("ask", "which model?", "--json", env=env)
     assert done.returncode == 0, done.stderr
     # The config lists fake-model first (sonar* is a pattern: served, not listed).
     assert json.loads(done.stdout)["model"] == "fake-model"
@@ -331,7 +306,7 @@ def test_batch_run_good_and_bad_lines(
     )
     target = tmp_path / "out.jsonl"
     try:
-        done = chatq("batch", "run", str(source), "-o", str(target), env=env)
+        done = run_cli("batch", "run", str(source), "-o", str(target), env=env)
     finally:
         module_upstream.rule(failing, None)
     assert done.returncode == 1, done.stderr
@@ -391,7 +366,7 @@ def test_batch_run_resumes_after_ctrl_c_and_submits_nothing_twice(
         for content in slow:
             module_upstream.rule(content, None)
 
-    again = chatq(*args, env=env)
+    again = run_cli(*args, env=env)
     assert again.returncode == 0, again.stderr
     assert "resuming; 30 already" in again.stderr
     out = read_output(target)
@@ -414,7 +389,7 @@ def test_batch_run_keeps_at_most_concurrency_requests_unfinished(
     source = write_lines(tmp_path / "in.jsonl", lines)
     module_upstream.reset_peak()
     try:
-        done = chatq(
+        done = run_cli(
             "batch", "run", str(source), "-o", str(tmp_path / "out"), "--concurrency", "2", env=env
         )
     finally:
@@ -426,7 +401,7 @@ def test_batch_run_keeps_at_most_concurrency_requests_unfinished(
 
 
 def test_batch_run_of_a_file_that_is_not_there(env: dict[str, str], tmp_path: Path) -> None:
-    done = chatq("batch", "run", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "o"), env=env)
+    done = run_cli("batch", "run", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "o"), env=env)
     assert done.returncode == 2 and "cannot read" in done.stderr
 
 
@@ -467,5 +442,5 @@ def _read_pty(fd: int) -> bytes:
 
 def test_client_commands_need_no_server_settings(env: dict[str, str], tmp_path: Path) -> None:
     """A client command ignores the server's environment (a config file that is not there)."""
-    done = chatq("ls", env={**env, "CHATQ_CONFIG": str(tmp_path / "missing.toml")})
+    done = run_cli("ls", env={**env, "CHATQ_CONFIG": str(tmp_path / "missing.toml")})
     assert done.returncode == 0, done.stderr
