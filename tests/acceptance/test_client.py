@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -407,8 +408,6 @@ def test_batch_run_of_a_file_that_is_not_there(env: dict[str, str], tmp_path: Pa
 
 def test_batch_progress_bar_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
     """With stderr a terminal, rich draws the bar (and its counts) instead of plain lines."""
-    import pty
-
     source = write_lines(tmp_path / "in.jsonl", [openai_line(f"t{n}", "tty") for n in range(5)])
     main, secondary = pty.openpty()
     proc = subprocess.Popen(
@@ -416,7 +415,7 @@ def test_batch_progress_bar_on_a_terminal(env: dict[str, str], tmp_path: Path) -
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=secondary,
-        env={**env, "COLUMNS": "160"},
+        env={**env, "COLUMNS": "160", "TERM": "xterm-256color"},
     )
     os.close(secondary)
     seen = b""
