@@ -171,6 +171,9 @@ def test_a_batch_that_is_not_one_is_refused_whole(client: httpx.Client) -> None:
         f"{PATH}/batch", json={"requests": [chat()]}, headers={"Authorization": ""}
     )
     assert_error(unsigned, 401)
+    wrong_method = client.put(f"{PATH}/batch", json={"requests": [chat()]})
+    assert_error(wrong_method, 405)
+    assert wrong_method.headers["allow"] == "POST", "not the GET and DELETE of .../{id}"
     assert client.get(PATH).json()["requests"] == [], "nothing stored"
 
 

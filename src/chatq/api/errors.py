@@ -111,10 +111,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method any route serves at this path: Starlette names only the first route's."""
+    """Every method the routes of this path serve: Starlette names only the first route's.
+    A path that a route names exactly is that route's alone, as OpenAPI matches a concrete
+    path before a templated one (POST .../batch, not the GET and DELETE of .../{id})."""
     routes: list[Route] = request.app.state.api_routes
     path = request.url.path
-    methods = {m for r in routes if r.path_regex.match(path) for m in r.methods or ()}
+    matching = [r for r in routes if r.path_regex.match(path)]
+    fewest = min((len(r.param_convertors) for r in matching), default=0)
+    methods = {m for r in matching if len(r.param_convertors) == fewest for m in r.methods or ()}
     return ", ".join(sorted(methods))
 
 
