@@ -280,10 +280,12 @@ def wrk(
     connections: int,
     env: Mapping[str, str],
     fail_on: Sequence[str] = ("Non-2xx",),
+    timeout_s: int = 2,
 ) -> tuple[float, float]:
     """(requests/s, p99 ms) of a wrk run with bench/SCRIPT; an error if wrk's report says
-    any of fail_on."""
+    any of fail_on. A response slower than timeout_s (wrk's default: 2) is not counted."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    argv.append(f"--timeout={timeout_s}s")
     out = subprocess.run(
         [*argv, "-s", str(HERE / script), url],
         capture_output=True,

@@ -28,12 +28,17 @@ def chatq_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chatq", *args],
         capture_output=True,
         text=True,
+        input=stdin,
         timeout=timeout,
         env=env if env is not None else chatq_env(),
         cwd=cwd,

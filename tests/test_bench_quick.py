@@ -26,7 +26,9 @@ def quick(script: str, timeout: float = 280) -> str:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("script", ["api.py", "wakeup.py", "list_scale.py", "longpoll_wakeup.py"])
+@pytest.mark.parametrize(
+    "script", ["api.py", "wakeup.py", "list_scale.py", "longpoll_wakeup.py", "batch_submit.py"]
+)
 def test_bench_runs_in_quick_mode(script: str) -> None:
     stdout = quick(script)
     rows = [line for line in stdout.splitlines() if line.startswith(("| sqlite", "| postgres"))]

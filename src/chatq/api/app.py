@@ -22,7 +22,11 @@ from chatq.api.health import health_routes
 from chatq.api.limits import BodyLimit
 from chatq.api.metrics import HttpMetrics, metrics_routes
 from chatq.api.model_list import model_routes
-from chatq.api.models import ApiChatCompletionsRequest, AsyncApiChatCompletionsRequest
+from chatq.api.models import (
+    ApiChatCompletionsRequest,
+    AsyncApiChatCompletionsBatchRequest,
+    AsyncApiChatCompletionsRequest,
+)
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
 from chatq.api.ui import install_ui
@@ -107,7 +111,11 @@ def _request_bodies() -> dict[str, Any]:
     """The schemas of the bodies the routes read by hand (api/bodies.py), as FastAPI would
     have named them."""
     _, schemas = models_json_schema(
-        [(AsyncApiChatCompletionsRequest, "validation"), (ApiChatCompletionsRequest, "validation")],
+        [
+            (AsyncApiChatCompletionsRequest, "validation"),
+            (ApiChatCompletionsRequest, "validation"),
+            (AsyncApiChatCompletionsBatchRequest, "validation"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     found: dict[str, Any] = schemas["$defs"]

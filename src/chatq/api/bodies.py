@@ -31,7 +31,11 @@ EXPECTED_SHAPE = (
 
 async def create_body(http: Request) -> AsyncApiChatCompletionsRequest:
     """The create body as the wrapped form, whichever form was sent."""
-    body = await json_body(http)
+    return wrapped(await json_body(http))
+
+
+def wrapped(body: Any) -> AsyncApiChatCompletionsRequest:
+    """A parsed create body (or an item of a batch, which is one) as the wrapped form."""
     if isinstance(body, dict) and "request" not in body:
         if "model" in body or "messages" in body:
             return _flat(body)

@@ -126,6 +126,38 @@ class AsyncApiChatCompletionsRequest(BaseModel):
     priority: Priority = 0
 
 
+# A create body: the wrapped form, or the chat request itself (the flat form, api/bodies.py).
+CREATE_BODY_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"$ref": "#/components/schemas/AsyncApiChatCompletionsRequest"},
+        {"$ref": "#/components/schemas/ApiChatCompletionsRequest"},
+    ]
+}
+MAX_BATCH = 1000
+
+
+class AsyncApiChatCompletionsBatchRequest(BaseModel):
+    """Requests to create at once, in one transaction. Each item is read as a create body
+    is; an item that is not one fails alone, in its place in the results."""
+
+    # Any: the items are read one by one (api/batch.py), so that a bad one fails alone.
+    requests: Annotated[
+        list[Any],
+        Field(min_length=1, max_length=MAX_BATCH),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": CREATE_BODY_SCHEMA,
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "description": f"1 to {MAX_BATCH} create bodies, each as POST "
+                "/async/chat/completions takes one (with its own idempotency_key, "
+                "webhook_url, metadata and priority).",
+            }
+        ),
+    ]
+
+
 class ChatqCreateFields(BaseModel):
     """chatq's own fields of a flat create body (the chat request itself): taken out of it,
     never sent to the model."""
@@ -223,6 +255,14 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class AsyncApiChatCompletionsBatchResponse(BaseModel):
+    results: list[AsyncApiChatCompletionsResponse | ErrorResponse] = Field(
+        description="One per item, in the order sent: the created request (or, for a "
+        "replayed idempotency_key, the request it made before), or why that item alone "
+        "was not stored."
+    )
 
 
 class WebhookAttempt(BaseModel):

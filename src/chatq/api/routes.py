@@ -13,12 +13,15 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatq.api.auth import SECURED, Authenticated
+from chatq.api.batch import create_batch
 from chatq.api.bodies import create_body
 from chatq.api.errors import ApiError, error_responses, sse_event_schema
 from chatq.api.events import BEFORE_ALL, InvalidEventId, events_of
 from chatq.api.filters import METADATA_PARAMETER, STATUS_PARAMETER, list_filter
 from chatq.api.models import (
+    CREATE_BODY_SCHEMA,
     NO_NUL,
+    AsyncApiChatCompletionsBatchResponse,
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
     SubmittedRequest,
@@ -34,14 +37,13 @@ FAMILIES = {"/async/chat/completions": "", "/v1/async/sonar": "_sonar"}
 
 CREATE_BODY = {
     "required": True,
+    "content": {"application/json": {"schema": CREATE_BODY_SCHEMA}},
+}
+BATCH_BODY = {
+    "required": True,
     "content": {
         "application/json": {
-            "schema": {
-                "anyOf": [
-                    {"$ref": "#/components/schemas/AsyncApiChatCompletionsRequest"},
-                    {"$ref": "#/components/schemas/ApiChatCompletionsRequest"},
-                ]
-            }
+            "schema": {"$ref": "#/components/schemas/AsyncApiChatCompletionsBatchRequest"}
         }
     },
 }
@@ -139,6 +141,21 @@ def async_routes(prefix: str) -> APIRouter:
             "parameters": [IDEMPOTENCY_HEADER, PREFER_HEADER],
             "requestBody": CREATE_BODY,
         },
+    )
+    route(
+        "POST",
+        "/batch",
+        create_batch,
+        "create_async_chat_completions_batch",
+        summary="Create Async Chat Completions in a Batch",
+        description="Creates up to 1000 requests in one transaction. Each item is a create "
+        "body and is checked as create checks one; the results are in the order sent, each "
+        "the created request or the error of that item alone (the others are stored). "
+        "Limits count every item: items over them fail with a 429 error each, and a batch "
+        "of which they let in none is a 429 with Retry-After.",
+        response_model=AsyncApiChatCompletionsBatchResponse,
+        responses={**error_responses(400, 401, 429), **VALIDATION_ERROR},
+        openapi_extra={**SECURED, "requestBody": BATCH_BODY},
     )
     route(
         "GET",

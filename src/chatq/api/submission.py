@@ -38,6 +38,29 @@ async def submit(
     existing one that a replayed idempotency key names (with its own metadata and webhook).
     Its webhook is webhook_url, else the key's default. Over the key's limits: a 429 with
     Retry-After, and nothing stored."""
+    new = new_request(
+        ctx, owner, request, key, webhook_url, key_webhook, metadata, priority, limits
+    )
+    try:
+        job, _created = await ctx.store.submit(new)
+    except (IdempotencyConflict, LimitExceeded, UnstorableRequest) as exc:
+        raise refusal(exc, key) from None
+    return job
+
+
+def new_request(
+    ctx: ApiContext,
+    owner: str,
+    request: ApiChatCompletionsRequest,
+    key: str | None,
+    webhook_url: str | None = None,
+    key_webhook: str | None = None,
+    metadata: Metadata | None = None,
+    priority: int = 0,
+    limits: Limits | None = None,
+) -> NewRequest:
+    """The request to store, once what the store cannot check is checked (the webhook URL,
+    the model, the numbers); an ApiError (400) if it is not fit to store."""
     if webhook_url is not None:
         try:
             check_webhook_url(webhook_url)
@@ -49,31 +72,33 @@ async def submit(
     stored = request.model_dump(exclude_unset=True)
     if has_non_finite(stored):
         raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
-    try:
-        new = NewRequest.create(
-            owner,
-            stored,
-            key,
-            webhook_url=webhook_url if webhook_url is not None else key_webhook,
-            webhook_named=webhook_url is not None,
-            metadata=metadata,
-            priority=priority,
-            limits=limits,
-        )
-        job, _created = await ctx.store.submit(new)
-    except IdempotencyConflict as exc:
-        raise ApiError(
+    return NewRequest.create(
+        owner,
+        stored,
+        key,
+        webhook_url=webhook_url if webhook_url is not None else key_webhook,
+        webhook_named=webhook_url is not None,
+        metadata=metadata,
+        priority=priority,
+        limits=limits,
+    )
+
+
+def refusal(
+    exc: IdempotencyConflict | LimitExceeded | UnstorableRequest, key: str | None
+) -> ApiError:
+    """What the store's refusal of a request answers: 409, 429 with Retry-After, or 400."""
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(
             409,
             f"idempotency_key {key!r} was already used for a different request ({exc.existing_id})",
             "idempotency_conflict",
-        ) from None
-    except LimitExceeded as exc:
+        )
+    if isinstance(exc, LimitExceeded):
         type_ = "rate_limited" if exc.kind == "rate" else "too_many_unfinished_requests"
         retry_after = str(max(1, math.ceil(exc.retry_after)))
-        raise ApiError(429, exc.message, type_, {"Retry-After": retry_after}) from None
-    except UnstorableRequest as exc:
-        raise ApiError(400, f"the request cannot be stored: {exc}") from None
-    return job
+        return ApiError(429, exc.message, type_, {"Retry-After": retry_after})
+    return ApiError(400, f"the request cannot be stored: {exc}")
 
 
 def idempotency_key(http: Request, in_body: str | None = None) -> str | None:

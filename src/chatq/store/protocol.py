@@ -84,6 +84,13 @@ class Store(Protocol):
         over its limits (new.limits) raises LimitExceeded and is not stored: the check and
         the insert are one transaction, which holds across processes."""
 
+    async def submit_many(self, news: Sequence[NewRequest]) -> list[tuple[Job, bool] | Exception]:
+        """Store a batch of requests in one transaction, as submit stores each: an outcome
+        per request, in order, (job, created) or the exception submit would raise for it
+        (IdempotencyConflict, LimitExceeded, UnstorableRequest), which fails that request
+        alone. A request may replay the key of an earlier one of the same batch. Idle
+        workers are woken once for the batch."""
+
     async def get(self, owner: str, request_id: str) -> Job | None: ...
 
     async def submitted(self, owner: str, request_id: str) -> Submitted | None:

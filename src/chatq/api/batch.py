@@ -1,0 +1,96 @@
+"""POST .../batch: up to MAX_BATCH create bodies in one call, stored in one transaction.
+
+Each item is read and checked as the create route reads and checks its body; an item that
+fails (a schema violation, an unserved model, an idempotency conflict, a limit) fails
+alone, as an error in its place of the results, and the others are stored. Limits count
+each item: the ones the key's limits refuse fail with a 429 error of their own; if they
+let in none of the batch, the whole batch is a 429 with Retry-After, as a create is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from chatq.api.auth import Authenticated
+from chatq.api.bodies import json_body, validated, wrapped
+from chatq.api.errors import ApiError
+from chatq.api.models import AsyncApiChatCompletionsBatchRequest
+from chatq.api.submission import new_request, refusal
+from chatq.domain import NewRequest
+from chatq.objects import full_object
+from chatq.store import IdempotencyConflict, LimitExceeded, UnstorableRequest
+
+Result = dict[str, Any]
+
+
+async def create_batch(caller: Authenticated, http: Request) -> JSONResponse:
+    if http.headers.get("idempotency-key") is not None:
+        raise ApiError(
+            400,
+            "a batch takes no Idempotency-Key header: give each item its own idempotency_key",
+        )
+    batch = validated(AsyncApiChatCompletionsBatchRequest, await json_body(http))
+    results: list[Result | None] = [None] * len(batch.requests)
+    news: list[tuple[int, NewRequest]] = []
+    for place, item in enumerate(batch.requests):
+        try:
+            body = wrapped(item)
+            new = new_request(
+                caller.ctx,
+                caller.owner,
+                body.request,
+                body.idempotency_key,
+                body.webhook_url,
+                caller.webhook_url,
+                body.metadata,
+                body.priority,
+                caller.limits,
+            )
+        except RequestValidationError as exc:
+            results[place] = _error(ApiError(422, _described(exc), "invalid_request"))
+        except ApiError as exc:
+            results[place] = _error(exc)
+        else:
+            news.append((place, new))
+    outcomes = await caller.ctx.store.submit_many([new for _, new in news])
+    limited: list[LimitExceeded] = []
+    for (place, new), outcome in zip(news, outcomes, strict=True):
+        if isinstance(outcome, LimitExceeded):
+            limited.append(outcome)
+        if isinstance(outcome, IdempotencyConflict | LimitExceeded | UnstorableRequest):
+            results[place] = _error(refusal(outcome, new.idempotency_key))
+        elif isinstance(outcome, Exception):
+            raise outcome
+        else:
+            results[place] = full_object(outcome[0])
+    if limited and not any(isinstance(o, tuple) for o in outcomes):
+        raise _none_let_in(limited)
+    return JSONResponse({"results": results})
+
+
+def _none_let_in(limited: list[LimitExceeded]) -> ApiError:
+    """The key's limits let in none of the batch: a 429 for it all, to be retried when the
+    soonest of them may let one in."""
+    soonest = refusal(min(limited, key=lambda exc: exc.retry_after), None)
+    return ApiError(
+        429,
+        f"the key's limits let in none of this batch's requests: {soonest.message}",
+        soonest.type,
+        soonest.headers,
+    )
+
+
+def _error(exc: ApiError) -> Result:
+    return {"error": {"message": exc.message, "type": exc.type, "code": exc.status}}
+
+
+def _described(exc: RequestValidationError) -> str:
+    """A schema violation of an item, as one line: where in the item, and what is wrong."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"][1:])  # after "body"
+        problems.append(f"{where or 'the item'}: {error['msg']}")
+    return "; ".join(problems)
