@@ -28,12 +28,17 @@ def chatq_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chatq", *args],
         capture_output=True,
         text=True,
+        input=stdin,
         timeout=timeout,
         env=env if env is not None else chatq_env(),
         cwd=cwd,
@@ -41,9 +46,10 @@ def run_cli(
     )
 
 
-def create_key(database_url: str, name: str, owner: str | None = None) -> str:
-    """Create a key with `chatq keys create` and return its secret (the last stdout line)."""
-    extra = ["--owner", owner] if owner else []
+def create_key(database_url: str, name: str, owner: str | None = None, admin: bool = False) -> str:
+    """Create a key with `chatq keys create` (an admin key if admin) and return its secret
+    (the last stdout line)."""
+    extra = [*(["--owner", owner] if owner else []), *(["--admin"] if admin else [])]
     done = run_cli("keys", "create", name, *extra, "--database", database_url)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]

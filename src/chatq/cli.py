@@ -1,5 +1,6 @@
 """The command line: chatq serve | api | worker | migrate | keys create|list|update|revoke |
-webhooks secret|deliveries|replay | usage."""
+webhooks secret|deliveries|replay | usage, and the client: ask | submit | get | wait |
+cancel | ls | batch run (their HTTP side and output are in chatq.client)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import chatq
+from chatq.client.settings import CLIENT, CLIENT_OPTIONS, build_client_settings
 from chatq.config import OPTIONS, ConfigError, Settings, build_settings
 from chatq.domain import UsageRow, utc_day
 from chatq.keys import create_key
@@ -24,7 +27,6 @@ from chatq.store import (
     open_store,
 )
 from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
-from chatq.wiring import serve, work
 
 # Commands that may create the database; the others refuse a SQLite file that is not there,
 # so that one run from the wrong directory says so instead of making an empty database.
@@ -45,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         parent: argparse._SubParsersAction[argparse.ArgumentParser],
         group: str | None = None,
     ) -> argparse.ArgumentParser:
-        """A subcommand with the OPTIONS of its group (by default, its own name)."""
+        """A subcommand with the OPTIONS (or CLIENT_OPTIONS) of its group (by default, its
+        own name)."""
         sub = parent.add_parser(name, help=help_, description=help_)
         group = group or name
-        for option in OPTIONS:
+        for option in (*OPTIONS, *CLIENT_OPTIONS):
             if group in option.commands:
                 extra: dict[str, object] = (
                     {"action": "store_const", "const": True}
@@ -131,7 +134,83 @@ def _parser() -> argparse.ArgumentParser:
         choices=("day", "model"),
         help="one row per day (every model together) or per model (every day together)",
     )
+    _client_commands(command, commands)
     return parser
+
+
+def _client_commands(command: Any, commands: argparse._SubParsersAction[Any]) -> None:
+    """ask, submit, get, wait, cancel, ls and batch run: the client, talking HTTP to a server."""
+    ask = command("ask", "ask a model; print the answer as it is generated", commands)
+    ask.add_argument("prompt", help="what to ask (the user message)")
+    _request_options(ask)
+    _json_option(ask, "print the finished request as JSON instead of its text")
+    submit = command("submit", "submit a request; print its id", commands)
+    submit.add_argument("prompt", nargs="?", help="the user message (or give --file)")
+    submit.add_argument(
+        "--file",
+        metavar="FILE",
+        help='a JSON create body ({"request": {...}, ...}) or chat request; - reads stdin',
+    )
+    _request_options(submit)
+    submit.add_argument(
+        "--stream", action="store_true", help="publish its text live on its event stream"
+    )
+    submit.add_argument("--idempotency-key", metavar="KEY", help="a retry with it creates nothing")
+    _json_option(submit, "print the created request as JSON instead of its id")
+    for name, help_ in (
+        ("get", "show a request: its state, then its answer or error"),
+        ("wait", "wait until a request has finished, then show it (FAILED: exit 1)"),
+        ("cancel", "cancel a request (a finished one is left as it is)"),
+    ):
+        sub = command(name, help_, commands)
+        sub.add_argument("id", help="the request's id")
+        _json_option(sub, "print the request as JSON")
+    ls = command("ls", "list your requests, newest first", commands)
+    ls.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only these: CREATED, IN_PROGRESS, COMPLETED, FAILED (repeat, or A,B)",
+    )
+    ls.add_argument("--model", help="only this model's")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many (20)")
+    _json_option(ls, "print the requests as a JSON list")
+    batch = commands.add_parser(
+        "batch", help="run a JSONL file of requests", description="run a JSONL file of requests"
+    )
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
+    run = command(
+        "run",
+        "run every request of a JSONL file, appending results to the output; run it again to "
+        "resume",
+        batch_commands,
+        "batch",
+    )
+    run.add_argument(
+        "input", help='lines of {"custom_id", "body"} (OpenAI Batch) or {"custom_id", "request"}'
+    )
+    run.add_argument(
+        "-o", "--output", required=True, help="results, one OpenAI Batch output line a request"
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=64, metavar="N", help="at most N unfinished at once (64)"
+    )
+    run.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="when stderr is not a terminal, a progress line every S seconds (5)",
+    )
+
+
+def _request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--system", metavar="TEXT", help="a system message before the prompt")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="the answer's longest")
+
+
+def _json_option(parser: argparse.ArgumentParser, help_: str) -> None:
+    parser.add_argument("--json", action="store_true", help=help_)
 
 
 def _limit(value: str) -> int | None:
@@ -179,6 +258,8 @@ def _date(value: str) -> date:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in CLIENT:
+        return _client(args)
     try:
         settings = build_settings(vars(args), os.environ)
         configure_logging(settings.log_level_number, settings.log_format)
@@ -193,8 +274,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _client(args: argparse.Namespace) -> int:
+    flags = {
+        o.flag: getattr(args, o.flag, None) for o in CLIENT_OPTIONS if args.command in o.commands
+    }
+    try:
+        settings = build_client_settings(flags, os.environ)
+    except ConfigError as exc:
+        print(f"chatq: {exc}", file=sys.stderr)
+        return 2
+    # Imported here: the server commands need neither httpx nor rich to start.
+    from chatq.client.commands import run
+
+    return run(args, settings)
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     must_exist = args.command not in _CREATES_DATABASE
+    if args.command in ("serve", "api", "worker"):
+        # Imported here: the other commands (the client's above all) start without FastAPI,
+        # uvicorn and the backends, which cost a second of start-up.
+        from chatq.wiring import serve, work
     if args.command in ("serve", "api"):
         await serve(settings, with_worker=args.command == "serve", announce=_say)
         return 0

@@ -254,11 +254,12 @@ class Option:
     field: str  # where it goes in Settings: "port", or "worker.concurrency"
     commands: frozenset[str]
     kind: Callable[[str], Any] | None = str  # the flag's argument type; None: a switch
+    settings: type[BaseModel] = Settings  # the object the field is in (the client has its own)
 
     @property
     def help(self) -> str:
         """The field's description and default, and the environment twin."""
-        model: type[BaseModel] = Settings
+        model: type[BaseModel] = self.settings
         *parents, name = self.field.split(".")
         for parent in parents:
             model = model.model_fields[parent].annotation  # type: ignore[assignment]

@@ -319,6 +319,25 @@ class QueueDepth:
     webhooks_pending: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModelDepth:
+    """Unfinished requests of one model in one status (CREATED or IN_PROGRESS), every
+    owner's: the admin view's queue."""
+
+    status: Status
+    model: str
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A request as its client submitted it (messages and every other field), and how many
+    times a worker has started it (a job taken over after its worker died starts again)."""
+
+    request: JSON
+    attempts: int
+
+
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
     return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key, database_url
+from tests.pg import temporary_database_sync
 from tests.waiting import eventually
 
 _names = itertools.count()
@@ -120,6 +121,27 @@ def serving(dialect: str, workdir: Path, config: Path, *args: str) -> Iterator[C
         finally:
             code = proc.stop()
             assert code in (0, -15), f"chatq exited with {code}; log:\n{proc.log()}"
+
+
+@contextmanager
+def serving_apart(workdir: Path, config: Path, *args: str) -> Iterator[ChatqServer]:
+    """`chatq api` and `chatq worker` on a fresh PostgreSQL database with config (and any
+    further args for the API), until the block ends: the API process is yielded; both must
+    then stop cleanly."""
+    with temporary_database_sync() as url:
+        common = ("--database", url, "--config", str(config))
+        env = {"FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
+        api = ChatqServer(workdir, *common, *args, command="api", env=env).start()
+        try:
+            worker = ChatqServer(workdir, *common, command="worker", env=env).start()
+            try:
+                yield api
+            finally:
+                code = worker.stop()
+                assert code in (0, -15), f"chatq worker exited with {code}:\n{worker.log()}"
+        finally:
+            code = api.stop()
+            assert code in (0, -15), f"chatq api exited with {code}; log:\n{api.log()}"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import chatq
+from chatq.client.settings import CLIENT_OPTIONS
 from chatq.config import OPTIONS
 from tests.acceptance.conftest import PATH, chat, wait_finished
 from tests.harness import ChatqServer, chatq_env, run_cli
@@ -28,14 +29,22 @@ from tests.harness import ChatqServer, chatq_env, run_cli
         ["webhooks", "deliveries"],
         ["webhooks", "replay"],
         ["usage"],
+        ["ask"],
+        ["submit"],
+        ["get"],
+        ["wait"],
+        ["cancel"],
+        ["ls"],
+        ["batch", "run"],
     ],
 )
 def test_every_flag_names_its_env_twin(command: list[str]) -> None:
     done = run_cli(*command, "--help")
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
-    options = [option for option in OPTIONS if command[0] in option.commands]
-    assert {"database", "config"} <= {option.flag for option in options}
+    options = [option for option in (*OPTIONS, *CLIENT_OPTIONS) if command[0] in option.commands]
+    server, client = {"database", "config"}, {"url", "key"}
+    assert server <= {o.flag for o in options} or client <= {o.flag for o in options}
     for option in options:
         assert f"--{option.flag}" in text
         assert f"(env: {option.env})" in text

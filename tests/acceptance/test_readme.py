@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -104,6 +105,31 @@ def test_batch_example(server: ChatqServer, new_key: Callable[[], str]) -> None:
     assert [r["status"] for r in first] == ["CREATED", "CREATED"]
     again = json.loads(run(["bash", "-c", command], server, key))["results"]
     assert [r["id"] for r in again] == [r["id"] for r in first], "nothing created twice"
+
+
+def test_command_line_client_batch_example(
+    server: ChatqServer, new_key: Callable[[], str], tmp_path: Path
+) -> None:
+    """The 'Command-line client' batch run, as printed, with chatq on the PATH: both lines
+    answered into results.jsonl."""
+    block = block_containing("bash", "chatq batch run")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = chatq_env(CHATQ_URL=server.base_url, CHATQ_API_KEY=new_key(), PATH=path)
+    done = subprocess.run(
+        ["bash", "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    answers = {
+        x["custom_id"]: x["response"]["body"]["choices"][0]["message"]["content"] for x in lines
+    }
+    assert answers == {"q1": "Name a river.", "q2": "Name a lake."}
 
 
 def test_label_and_find_example(server: ChatqServer, new_key: Callable[[], str]) -> None:

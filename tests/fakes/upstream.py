@@ -46,7 +46,11 @@ class Reply:
     that many content pieces: cut_after cuts the connection, malformed_after sends an event
     that is not JSON (then goes on), end_after ends the body cleanly with no finish_reason and
     no [DONE]. events, when given, are sent as they are instead (raw SSE text, each written
-    on its own, token_delay_s apart)."""
+    on its own, token_delay_s apart).
+
+    hold, when given, holds the answer back until the test sets it: a streamed one after
+    hold_after content pieces, any other before it starts (a client that goes away meanwhile
+    is let go)."""
 
     status: int = 200
     json_body: Any = None
@@ -61,6 +65,8 @@ class Reply:
     malformed_after: int | None = None
     end_after: int | None = None
     events: list[str] | None = None
+    hold: threading.Event | None = None
+    hold_after: int = 0
 
 
 class _Reset(Exception):
@@ -154,6 +160,7 @@ class FakeUpstream:
                 self.in_flight -= 1
 
     async def _reply(self, body: dict[str, Any], reply: Reply) -> Response:
+        await _held(reply)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.raw_body is not None:
@@ -240,7 +247,9 @@ class FakeUpstream:
     ) -> AsyncIterator[bytes]:
         over = False
         try:
-            for event in events:
+            for sent, event in enumerate(events):
+                if reply.hold is not None and sent == reply.hold_after + 1:
+                    await _held(reply)  # the role chunk, then hold_after content pieces, are out
                 if event is _CUT:
                     over = True
                     raise _Reset("connection cut by the fake upstream mid-stream")
@@ -282,6 +291,13 @@ class FakeUpstream:
             "choices": [choice],
             "usage": usage,
         }
+
+
+async def _held(reply: Reply) -> None:
+    """Until the reply's hold is set (polled, so that a client that leaves cancels it)."""
+    # ASYNC110: a threading.Event set by the test, which the event loop cannot await.
+    while reply.hold is not None and not reply.hold.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
 
 
 def unused_port() -> int:

@@ -1,5 +1,6 @@
-"""A scrape's one query, the queue depth, reads only the partial indexes of unfinished rows:
-it costs the backlog, never the finished requests that retention keeps (millions, often)."""
+"""A scrape's one query, the queue depth, and the admin view's queue per model read only the
+partial indexes of unfinished rows: they cost the backlog, never the finished requests that
+retention keeps (millions, often)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,15 @@ async def test_postgres_touches_the_backlog_not_the_finished_rows() -> None:
         await conn.execute("VACUUM ANALYZE requests")
         depth = await store.queue_depth()
         assert (depth.created, depth.in_progress) == (BACKLOG, BACKLOG)
+        by_model = await store.queue_by_model()
+        assert [d.requests for d in by_model] == [BACKLOG, BACKLOG], by_model
         for mode in ("force_custom_plan", "force_generic_plan"):
             touched = await explained(conn, mode, q.QUEUE_DEPTH)
             # Each backlog row once, and the three aggregates over them.
             assert touched <= 2 * BACKLOG + 10, (mode, touched)
+            # Each backlog row once into its group, and the groups and their order.
+            touched = await explained(conn, mode, q.QUEUE_BY_MODEL)
+            assert touched <= 2 * (2 * BACKLOG) + 10, (mode, touched)
 
 
 async def test_sqlite_reads_each_count_from_its_partial_index(tmp_path: Path) -> None:
@@ -50,4 +56,18 @@ async def test_sqlite_reads_each_count_from_its_partial_index(tmp_path: Path) ->
         ("requests", "requests_leased"),
         ("webhook_deliveries", "webhook_deliveries_due"),
     ], plan
+    assert not any(re.fullmatch(r"SCAN \w+", step) for step in plan), "no table scan"
+
+
+async def test_sqlite_reads_the_queue_per_model_from_the_partial_indexes(tmp_path: Path) -> None:
+    async with fresh_store("sqlite", tmp_path):
+        pass  # migrated
+    with closing(sqlite3.connect(tmp_path / "chatq-test.db")) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + q.QUEUE_BY_MODEL)]
+    searched = [
+        found.group(1)
+        for step in plan
+        if (found := re.match(r"SEARCH requests USING INDEX (\w+)", step))
+    ]
+    assert searched == ["requests_waiting", "requests_leased"], plan
     assert not any(re.fullmatch(r"SCAN \w+", step) for step in plan), "no table scan"

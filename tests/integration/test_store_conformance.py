@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
-from chatq.domain import JSON, ApiKey, KeyHolder, NewRequest, QueueDepth, Status
+from chatq.domain import (
+    JSON,
+    ApiKey,
+    KeyHolder,
+    ModelDepth,
+    NewRequest,
+    QueueDepth,
+    Status,
+    Submitted,
+)
 from chatq.store import IdempotencyConflict, Store
 from tests.integration.stores import OWNER, Clock, complete_one, new_request
 
@@ -27,6 +36,17 @@ async def test_submit_then_get(store: Store, clock: Clock) -> None:
     assert job.created_at == clock.now
     assert job.started_at is job.completed_at is job.failed_at is None
     assert await store.get(OWNER, submitted.id) == job
+
+
+async def test_submitted_is_the_request_as_sent_with_its_attempts(store: Store) -> None:
+    sent = new("hello")
+    await store.submit(sent)
+    assert await store.submitted(OWNER, sent.id) == Submitted(sent.request, 0)
+    (claimed,) = await store.claim("w1", 1, LEASE)
+    assert await store.submitted(OWNER, sent.id) == Submitted(sent.request, claimed.attempts)
+    assert claimed.attempts == 1
+    assert await store.submitted("mallory", sent.id) is None, "scoped to the owner"
+    assert await store.submitted(OWNER, "missing") is None
 
 
 async def test_get_is_scoped_to_the_owner(store: Store) -> None:
@@ -303,6 +323,19 @@ async def test_queue_depth_counts_unfinished_requests_and_pending_deliveries(
     assert await store.fail(claimed[1].id, "w1", "boom")
     assert await store.fail(claimed[2].id, "w1", "boom")
     assert await store.queue_depth() == QueueDepth(3, 0, 2), "hooked: each queued a delivery"
+
+
+async def test_queue_by_model_counts_every_owners_unfinished_requests(store: Store) -> None:
+    assert await store.queue_by_model() == []
+    for i, model in enumerate(["echo", "b-model", "echo", "b-model", "echo"]):
+        await store.submit(new_request(f"q{i}", owner=f"o{i % 2}", model=model))
+    claimed = await store.claim("w1", 2, LEASE)  # oldest first: one echo, one b-model
+    assert await complete_one(store, claimed[0].id, "w1", {"ok": True})
+    assert await store.queue_by_model() == [
+        ModelDepth(Status.CREATED, "b-model", 1),
+        ModelDepth(Status.CREATED, "echo", 2),
+        ModelDepth(Status.IN_PROGRESS, claimed[1].model, 1),
+    ], "a finished request is not counted"
 
 
 async def test_ping(store: Store) -> None:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 import chatq
 from chatq.api.access_log import AccessLog
+from chatq.api.admin import admin_routes
 from chatq.api.auth import SECURITY_SCHEMES
 from chatq.api.context import ApiContext
 from chatq.api.docs import install_docs
@@ -28,6 +29,7 @@ from chatq.api.models import (
 )
 from chatq.api.routes import FAMILIES, async_routes
 from chatq.api.sync_routes import sync_routes
+from chatq.api.ui import install_ui
 from chatq.api.usage import usage_routes
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -66,6 +68,7 @@ def create_app(
         *(async_routes(prefix) for prefix in FAMILIES),
         sync_routes,
         usage_routes,
+        admin_routes,
         model_routes,
         health_routes,
         metrics_routes,
@@ -73,6 +76,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_docs(app)
+    install_ui(app)
     _customize_openapi(app, context)
     # Every route with its methods, for the Allow header of a 405 (see allowed_methods).
     app.state.api_routes = [

@@ -328,3 +328,43 @@ class Model(BaseModel):
 class ListModelsResponse(BaseModel):
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+class SubmittedRequest(BaseModel):
+    """A request as its client submitted it: what the dashboard's request page shows."""
+
+    id: str
+    request: dict[str, Any] = Field(
+        description="The chat request as submitted: model, messages and every other field."
+    )
+    attempts: int = Field(
+        description="How many times a worker has started it: 0 while it waits; more than 1 "
+        "if a worker died and another took it over."
+    )
+
+
+class QueueCount(BaseModel):
+    status: Literal["CREATED", "IN_PROGRESS"]
+    model: str
+    requests: int
+
+
+class OwnerUsageRecord(BaseModel):
+    owner: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+
+class AdminSummary(BaseModel):
+    """What an admin key sees of the whole server."""
+
+    queue: list[QueueCount] = Field(
+        description="Unfinished requests of every owner per status and model (now)."
+    )
+    usage: list[OwnerUsageRecord] = Field(
+        description="Each owner's usage per model over the range, as GET /usage counts it."
+    )

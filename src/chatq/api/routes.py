@@ -24,6 +24,7 @@ from chatq.api.models import (
     AsyncApiChatCompletionsBatchResponse,
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
+    SubmittedRequest,
 )
 from chatq.api.pagination import InvalidToken, OtherFilters
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
@@ -178,6 +179,17 @@ def async_routes(prefix: str) -> APIRouter:
         responses=error_responses(401, 404),
     )
     route(
+        "GET",
+        "/{api_request}/request",
+        get_submitted,
+        "get_async_chat_completion_request",
+        summary="Get Async Chat Completion Request",
+        description="The chat request as it was submitted (its messages and every other "
+        "field), and how many times a worker has started it.",
+        response_model=SubmittedRequest,
+        responses=error_responses(401, 404),
+    )
+    route(
         "POST",
         "/{api_request}/cancel",
         cancel_request,
@@ -328,6 +340,13 @@ async def get_request(
     if job is None:
         raise _not_found(api_request)
     return JSONResponse(full_object(job))
+
+
+async def get_submitted(api_request: str, caller: Authenticated) -> JSONResponse:
+    found = await caller.ctx.store.submitted(caller.owner, api_request)
+    if found is None:
+        raise _not_found(api_request)
+    return JSONResponse({"id": api_request, "request": found.request, "attempts": found.attempts})
 
 
 async def cancel_request(api_request: str, caller: Authenticated) -> JSONResponse:

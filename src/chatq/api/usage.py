@@ -13,12 +13,30 @@ from fastapi.responses import JSONResponse
 from chatq.api.auth import SECURED, Authenticated
 from chatq.api.errors import ApiError, error_responses
 from chatq.api.models import NO_NUL, UsageResponse
-from chatq.domain import utc_day
+from chatq.domain import UsageGrouping, UsageRow, utc_day
+from chatq.store import Store
 
 # The range a request without start covers: the 30 days that end on its end.
 DEFAULT_DAYS = 30
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
 _DATE: dict[str, object] = {"format": "date"}  # a calendar date: 2026-02-30 fits the pattern
+
+StartQuery = Annotated[
+    str | None,
+    Query(
+        pattern=_DAY,
+        json_schema_extra=_DATE,
+        description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS - 1} days before end).",
+    ),
+]
+EndQuery = Annotated[
+    str | None,
+    Query(
+        pattern=_DAY,
+        json_schema_extra=_DATE,
+        description="Last UTC day, YYYY-MM-DD (default: today).",
+    ),
+]
 
 usage_routes = APIRouter(tags=["usage"])
 
@@ -38,22 +56,8 @@ usage_routes = APIRouter(tags=["usage"])
 )
 async def get_usage(
     caller: Authenticated,
-    start: Annotated[
-        str | None,
-        Query(
-            pattern=_DAY,
-            json_schema_extra=_DATE,
-            description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS - 1} days before end).",
-        ),
-    ] = None,
-    end: Annotated[
-        str | None,
-        Query(
-            pattern=_DAY,
-            json_schema_extra=_DATE,
-            description="Last UTC day, YYYY-MM-DD (default: today).",
-        ),
-    ] = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
     group_by: Annotated[
         Literal["model", "day"] | None,
         Query(description="Sum over every model of a day (day) or every day of a model (model)."),
@@ -70,31 +74,33 @@ async def get_usage(
 ) -> JSONResponse:
     if owner is not None and owner != caller.owner and not caller.admin:
         raise ApiError(403, "only an admin key may read another owner's usage")
+    rows = await usage_rows(caller.ctx.store, owner or caller.owner, start, end, group_by)
+    return JSONResponse(
+        {"data": [{"date": r.day, "model": r.model, **usage_sums(r)} for r in rows]}
+    )
+
+
+async def usage_rows(
+    store: Store, owner: str | None, start: str | None, end: str | None, group_by: UsageGrouping
+) -> list[UsageRow]:
+    """The store's usage report over the days a query's start and end name (owner None:
+    every owner's, by owner); a start after end is an empty range."""
     last = _day("end", end) if end is not None else date.fromisoformat(utc_day(time.time()))
     first = _day("start", start) if start is not None else last - timedelta(DEFAULT_DAYS - 1)
-    rows = (
-        []
-        if first > last
-        else await caller.ctx.store.usage(
-            owner or caller.owner, first.isoformat(), last.isoformat(), group_by
-        )
-    )
-    return JSONResponse(
-        {
-            "data": [
-                {
-                    "date": r.day,
-                    "model": r.model,
-                    "requests": r.requests,
-                    "prompt_tokens": r.prompt_tokens,
-                    "completion_tokens": r.completion_tokens,
-                    "total_tokens": r.total_tokens,
-                    "cost": r.cost,
-                }
-                for r in rows
-            ]
-        }
-    )
+    if first > last:
+        return []
+    return await store.usage(owner, first.isoformat(), last.isoformat(), group_by)
+
+
+def usage_sums(row: UsageRow) -> dict[str, int | float]:
+    """A usage row's sums, as the wire names them."""
+    return {
+        "requests": row.requests,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens,
+        "cost": row.cost,
+    }
 
 
 def _day(name: str, value: str) -> date:

@@ -29,9 +29,11 @@ from chatq.domain import (
     Job,
     KeyHolder,
     ListFilter,
+    ModelDepth,
     NewRequest,
     QueueDepth,
     Status,
+    Submitted,
     Summary,
     TextPiece,
     UsageGrouping,
@@ -200,6 +202,10 @@ class SqlStore(abc.ABC):
         created, in_progress, pending = (await self._read(q.QUEUE_DEPTH))[0]
         return QueueDepth(int(created), int(in_progress), int(pending))
 
+    async def queue_by_model(self) -> list[ModelDepth]:
+        rows = await self._read(q.QUEUE_BY_MODEL)
+        return [ModelDepth(Status(status), model, int(n)) for status, model, n in rows]
+
     # ---- requests, as the API sees them
 
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
@@ -219,6 +225,10 @@ class SqlStore(abc.ABC):
     async def get(self, owner: str, request_id: str) -> Job | None:
         rows = await self._read(q.GET, owner, request_id)
         return job_from_row(rows[0]) if rows else None
+
+    async def submitted(self, owner: str, request_id: str) -> Submitted | None:
+        rows = await self._read(q.SUBMITTED, owner, request_id)
+        return Submitted(json.loads(rows[0][0]), int(rows[0][1])) if rows else None
 
     async def list_page(
         self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER

@@ -18,8 +18,10 @@ from chatq.domain import (
     Job,
     KeyHolder,
     ListFilter,
+    ModelDepth,
     NewRequest,
     QueueDepth,
+    Submitted,
     Summary,
     TextPiece,
     UsageGrouping,
@@ -70,6 +72,10 @@ class Store(Protocol):
         """Requests CREATED and IN_PROGRESS, and webhook deliveries PENDING: one statement
         that reads only partial indexes of the unfinished rows."""
 
+    async def queue_by_model(self) -> list[ModelDepth]:
+        """queue_depth's CREATED and IN_PROGRESS requests per model, every owner's, ordered by
+        status and model; only counts above zero."""
+
     # requests, as the API sees them
     async def submit(self, new: NewRequest) -> tuple[Job, bool]:
         """Store a request durably; (job, created). A replayed idempotency key returns the
@@ -86,6 +92,9 @@ class Store(Protocol):
         workers are woken once for the batch."""
 
     async def get(self, owner: str, request_id: str) -> Job | None: ...
+
+    async def submitted(self, owner: str, request_id: str) -> Submitted | None:
+        """The owner's request as submitted, with its attempts so far; None as get."""
 
     async def list_page(
         self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER

@@ -64,6 +64,16 @@ SELECT
   (SELECT count(*) FROM requests WHERE status = 'IN_PROGRESS' AND lease_expires_at IS NOT NULL),
   (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING')
 """
+# The admin view: QUEUE_DEPTH's two request counts per model, each read from the same partial
+# index (with the same always-true term) as there, so it costs the backlog, not the table.
+QUEUE_BY_MODEL = """
+SELECT 'CREATED', model, count(*) FROM requests
+WHERE status = 'CREATED' AND vtime >= 0 GROUP BY model
+UNION ALL
+SELECT 'IN_PROGRESS', model, count(*) FROM requests
+WHERE status = 'IN_PROGRESS' AND lease_expires_at IS NOT NULL GROUP BY model
+ORDER BY 1, 2
+"""
 
 # Every query that returns requests selects these columns in this order, which is the field
 # order of Summary and Job (store/rows.py).
@@ -77,6 +87,8 @@ JOB_COLUMNS = (
 CLAIMED_COLUMNS = "seq, id, model, request, deliveries, created_at, runs"
 
 GET = f"SELECT {JOB_COLUMNS} FROM requests WHERE owner = $1 AND id = $2"
+# The dashboard's request page: the request as submitted, and its claims so far.
+SUBMITTED = "SELECT request, deliveries FROM requests WHERE owner = $1 AND id = $2"
 # submit: the request that holds an owner's idempotency key, when a new one finds it taken.
 GET_BY_IDEMPOTENCY_KEY = f"""
 SELECT {JOB_COLUMNS} FROM requests WHERE owner = $1 AND idempotency_key = $2

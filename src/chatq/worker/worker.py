@@ -105,6 +105,7 @@ class Worker:
                 log.exception("claim failed; retrying in %.1fs", s.poll_interval_s)
                 await first_of(stop, timeout=s.poll_interval_s)
                 continue
+            self.deliverer.jobs_claimed(backlogged=len(jobs) == free)
             for job in jobs:
                 task = asyncio.create_task(
                     self._execute(job), name=f"chatq-job-{job.id}", context=request_context(job.id)

@@ -1,0 +1,1 @@
+"""The command-line client: chatq ask, submit, get, wait, cancel, ls and batch run (DESIGN §7.5)."""
