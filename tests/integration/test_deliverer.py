@@ -1,10 +1,12 @@
 """The worker's deliverer against a real store and a real receiver on 127.0.0.1: while the
-job queue is backlogged, it claims deliveries only on its turns, after a job claim."""
+worker's jobs are busy, it claims deliveries only once per turn."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -43,27 +45,41 @@ async def arrived(receiver: Receiver, count: int) -> None:
     )
 
 
-async def test_while_jobs_are_backlogged_deliveries_wait_for_job_claims(
-    live_store: Store, receiver: Receiver
-) -> None:
-    await finish_with_webhooks(live_store, receiver.url(), EVENTS)
+@dataclass
+class Jobs:
+    busy: bool = True
+
+
+@contextlib.asynccontextmanager
+async def delivering(store: Store, jobs: Jobs, busy_turn_s: float) -> AsyncIterator[None]:
+    """A deliverer running beside jobs as busy as jobs.busy says, until the block ends."""
     settings = WebhookSettings(allow_private_networks=True, per_owner_concurrency=PER_TURN)
-    # A turn never comes by itself within the test: only jobs_claimed gives one.
-    deliverer = Deliverer(live_store, settings, "w1", busy_turn_s=3600)
-    deliverer.jobs_claimed(backlogged=True)
+    deliverer = Deliverer(
+        store, settings, "w1", jobs_busy=lambda: jobs.busy, busy_turn_s=busy_turn_s
+    )
     stop = asyncio.Event()
     running = asyncio.create_task(deliverer.run(stop))
     try:
-        await asyncio.sleep(0.3)
-        assert receiver.to("/hook") == [], "no delivery before the next job claim"
-
-        deliverer.jobs_claimed(backlogged=True)
-        await arrived(receiver, PER_TURN)
-        await asyncio.sleep(0.3)
-        assert len(receiver.to("/hook")) == PER_TURN, "one claim per job claim"
-
-        deliverer.jobs_claimed(backlogged=False)
-        await arrived(receiver, EVENTS)
+        yield
     finally:
         stop.set()
         await running
+
+
+async def test_while_jobs_are_busy_deliveries_wait_a_turn(
+    live_store: Store, receiver: Receiver
+) -> None:
+    await finish_with_webhooks(live_store, receiver.url(), EVENTS)
+    jobs = Jobs(busy=True)
+    async with delivering(live_store, jobs, busy_turn_s=0.5):
+        # Timers fire in deadline order: this sleep ends before the deliverer's first turn.
+        await asyncio.sleep(0.3)
+        assert receiver.to("/hook") == [], "no delivery before the deliverer's turn"
+        jobs.busy = False
+        await arrived(receiver, EVENTS)
+
+
+async def test_busy_jobs_do_not_stop_deliveries(live_store: Store, receiver: Receiver) -> None:
+    await finish_with_webhooks(live_store, receiver.url(), EVENTS)
+    async with delivering(live_store, Jobs(busy=True), busy_turn_s=0.05):
+        await arrived(receiver, EVENTS)

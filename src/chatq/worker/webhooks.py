@@ -8,11 +8,10 @@ per_owner_concurrency attempts (for timeout_s each) while other owners' deliveri
 Every attempt carries the same webhook-id; retries back off exponentially, with jitter,
 until horizon_s after the event; a 410 disables the URL for its owner.
 
-Jobs come first. While the worker's job queue is backlogged (its last claim came back full),
-deliveries are claimed once per job claim, or after busy_turn_s without one: an attempt costs
-the cores more than an echo job does, and delivering a burst's events while the burst runs
-would slow the burst to the pace of its webhooks. Once the backlog is gone, they go out at
-full concurrency.
+Jobs come first. While the worker is busy with a backlog of jobs (jobs_busy()), deliveries
+are claimed once every busy_turn_s: an attempt costs the cores more than an echo job does,
+and delivering a burst's events while the burst runs would slow the burst to the pace of its
+webhooks. Once the backlog is gone, they go out at full concurrency.
 """
 
 from __future__ import annotations
@@ -45,9 +44,8 @@ log = logging.getLogger("chatq.worker.webhooks")
 # record); then another worker may take it.
 _LEASE_MARGIN_S = 5.0
 _USER_AGENT = f"chatq/{chatq.__version__} (webhooks)"
-# While jobs are backlogged, the longest a delivery claim waits for the next job claim (a
-# worker whose job slots all hold long calls claims jobs seldom).
-_BUSY_TURN_S = 0.1
+# While jobs are backlogged, one delivery claim per this long: events still go out, slowly.
+_BUSY_TURN_S = 0.2
 
 
 class Deliverer:
@@ -58,6 +56,7 @@ class Deliverer:
         worker_id: str,
         clock: Callable[[], float] = time.time,
         rand: random.Random | None = None,
+        jobs_busy: Callable[[], bool] = lambda: False,
         busy_turn_s: float = _BUSY_TURN_S,
     ) -> None:
         self.store = store
@@ -69,14 +68,8 @@ class Deliverer:
         self._per_owner: Counter[str] = Counter()
         self._slot_freed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self._jobs_busy = jobs_busy
         self._busy_turn_s = busy_turn_s
-        self._jobs_backlogged = False
-        self._job_claimed = asyncio.Event()
-
-    def jobs_claimed(self, backlogged: bool) -> None:
-        """The worker claimed jobs; backlogged: the claim came back full, so more are queued."""
-        self._jobs_backlogged = backlogged
-        self._job_claimed.set()
 
     @property
     def lease_s(self) -> float:
@@ -113,9 +106,8 @@ class Deliverer:
                 self._slot_freed.clear()
                 continue
             self._slot_freed.clear()
-            if self._jobs_backlogged:
-                self._job_claimed.clear()
-                await first_of(stop, self._job_claimed, timeout=self._busy_turn_s)
+            if self._jobs_busy():
+                await first_of(stop, timeout=self._busy_turn_s)
                 if stop.is_set():
                     break
             try:

@@ -36,6 +36,9 @@ log = logging.getLogger("chatq.worker")
 _SECONDS_PER_DAY = 86_400.0
 _PURGE_EVERY_S = 600.0
 _MAX_COMPLETIONS_PER_BATCH = 512
+# Results waiting to be recorded from which the worker counts as busy: it is writing a
+# backlog, even once every job has been claimed.
+_BUSY_UNRECORDED = 64
 
 
 class Worker:
@@ -64,8 +67,12 @@ class Worker:
         # (one complete_many, one transaction): a burst of N costs a few round trips, not N.
         self._completions = GroupCommit(self._complete_batch, _MAX_COMPLETIONS_PER_BATCH)
         self._texts = TextCheckpoints(store, self.id, settings.text_flush_s)
-        # Webhook deliveries run beside the jobs, on a concurrency budget of their own.
-        self.deliverer = Deliverer(store, webhooks or WebhookSettings(), self.id, clock)
+        # Webhook deliveries run beside the jobs, on a concurrency budget of their own, and
+        # give way to them while the worker works off a backlog.
+        self._claims_full = False
+        self.deliverer = Deliverer(
+            store, webhooks or WebhookSettings(), self.id, clock, jobs_busy=self._busy
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until stop is set, then drain within the grace period and hand back the rest."""
@@ -105,7 +112,7 @@ class Worker:
                 log.exception("claim failed; retrying in %.1fs", s.poll_interval_s)
                 await first_of(stop, timeout=s.poll_interval_s)
                 continue
-            self.deliverer.jobs_claimed(backlogged=len(jobs) == free)
+            self._claims_full = len(jobs) == free
             for job in jobs:
                 task = asyncio.create_task(
                     self._execute(job), name=f"chatq-job-{job.id}", context=request_context(job.id)
@@ -117,6 +124,12 @@ class Worker:
                 wake = asyncio.create_task(self.store.wait_for_work(s.poll_interval_s))
                 await first_of(stop, wake)
                 wake.cancel()
+
+    def _busy(self) -> bool:
+        """Whether jobs are backlogged: the last claim came back full (more are queued), or
+        many results are waiting to be recorded."""
+        unrecorded = len(self._running) - len(self._calling)
+        return self._claims_full or unrecorded >= _BUSY_UNRECORDED
 
     def _finished(self, job_id: str, _: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
