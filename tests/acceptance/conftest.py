@@ -172,6 +172,16 @@ def wait_finished(client: httpx.Client, request_id: str, timeout: float = 20) ->
     )
 
 
+def wait_started(client: httpx.Client, request_id: str, timeout: float = 20) -> None:
+    """Until a worker has the request IN_PROGRESS."""
+    eventually(
+        lambda: client.get(f"{PATH}/{request_id}").json()["status"],
+        lambda status: status == "IN_PROGRESS",
+        what=f"request {request_id} to start",
+        timeout=timeout,
+    )
+
+
 def pages(client: httpx.Client, limit: int, *, most: int) -> Iterator[dict[str, Any]]:
     """Each page of the list, following next_token until it is null; at most `most` pages,
     so that a walk that never ends fails instead of hanging."""

@@ -23,6 +23,7 @@ from tests.acceptance.conftest import (
     serving,
     serving_apart,
     wait_finished,
+    wait_started,
     write_config,
 )
 from tests.fakes.upstream import FakeUpstream, Reply, unused_port
@@ -130,12 +131,7 @@ def test_ctrl_c_cancels_the_request_on_the_server(
         assert proc.stderr is not None
         request_id = proc.stderr.readline().split()[1]
         with deployment.client(key) as client:
-            eventually(
-                lambda: client.get(f"{PATH}/{request_id}").json()["status"],
-                lambda status: status == "IN_PROGRESS",
-                what="the request to start",
-                timeout=20,
-            )
+            wait_started(client, request_id)
             os.kill(proc.pid, signal.SIGINT)
             code, _, err = stopped(proc)
             assert code == 130, err

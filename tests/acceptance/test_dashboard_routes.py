@@ -9,11 +9,10 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.acceptance.conftest import PATH, chat, wait_finished
+from tests.acceptance.conftest import PATH, chat, wait_finished, wait_started
 from tests.acceptance.test_http_errors import assert_error
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ChatqServer, create_key
-from tests.waiting import eventually
 
 FAMILIES = (PATH, "/v1/async/sonar")
 
@@ -46,12 +45,7 @@ def test_an_admin_key_reads_the_queue_and_every_owners_usage(
         wait_finished(client, client.post(PATH, json=chat("a b c")).json()["id"])
         held = client.post(PATH, json=chat("held for the summary", "fake-model", stream=True))
         held_id = held.json()["id"]
-        eventually(
-            lambda: client.get(f"{PATH}/{held_id}").json()["status"],
-            lambda status: status == "IN_PROGRESS",
-            what="the held request to start",
-            timeout=20,
-        )
+        wait_started(client, held_id)
         assert_error(client.get("/admin/summary"), 403, "permission_denied")
     admin = create_key(server.database, f"admin-{time.monotonic_ns()}", admin=True)
     try:

@@ -7,11 +7,10 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.acceptance.conftest import PATH, chat, wait_finished
+from tests.acceptance.conftest import PATH, chat, wait_finished, wait_started
 from tests.browser.conftest import new_owner, sign_in
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ChatqServer
-from tests.waiting import eventually
 
 # Records every text the answer box shows, from before the page's own scripts run.
 RECORD_ANSWERS = """
@@ -167,12 +166,7 @@ def test_an_admin_key_sees_the_whole_server_and_no_other_key_does(
         wait_finished(client, client.post(PATH, json=chat("counted")).json()["id"])
         held = client.post(PATH, json=chat("hold for the admin", "fake-model", stream=True))
         held_id = held.json()["id"]
-        eventually(
-            lambda: client.get(f"{PATH}/{held_id}").json()["status"],
-            lambda status: status == "IN_PROGRESS",
-            what="the held request to start",
-            timeout=20,
-        )
+        wait_started(client, held_id)
     sign_in(page, key)
     expect(page.locator("#nav-admin")).to_be_hidden()
     page.goto("/ui/admin")
