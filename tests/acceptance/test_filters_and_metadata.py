@@ -212,6 +212,8 @@ def test_a_next_token_is_bound_to_its_filters(client: httpx.Client) -> None:
         [("metadata.", "a")],
         [("metadata[]", "a")],
         [("metadata[team", "a")],
+        [("metadata[team][lead]", "a")],
+        [("metadata[team]x]", "a")],
         [("metadata." + "k" * 65, "a")],
         [("metadata.team", "v" * 513)],
         [("metadata.team", "a\x00")],

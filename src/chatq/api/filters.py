@@ -125,7 +125,18 @@ def _metadata_key(name: str) -> str | None:
     if rest.startswith("."):
         return rest[1:]
     if rest.startswith("[") and rest.endswith("]") and len(rest) >= 2:
-        return rest[1:-1]
+        key = rest[1:-1]
+        if "[" in key or "]" in key:
+            # metadata[a][b] nests an object, and a metadata value is a string; a key that
+            # holds a bracket can still be named in the dot form.
+            raise _invalid(
+                "metadata_nested",
+                (name,),
+                "a metadata value is a string: metadata[KEY][...] nests an object "
+                "(to name a key with brackets in it, write metadata.KEY=VALUE)",
+                name,
+            )
+        return key
     if rest and not rest.startswith("["):
         return None  # another parameter, such as metadata_x: not ours to judge
     raise _invalid(
