@@ -26,6 +26,7 @@ from common import (
     database_with_key,
     row,
     script_server,
+    server_stack,
     table,
     wrk,
 )
@@ -38,13 +39,18 @@ SCENARIOS = [
 ]
 
 
-def run_once(store: str, seconds: int) -> dict[str, tuple[float, float, float, float]]:
-    """scenario -> (chatq req/s, chatq p99, ceiling req/s, ceiling p99)."""
+Results = dict[str, tuple[float, float, float, float]]
+
+
+def run_once(store: str, seconds: int) -> tuple[Results, str]:
+    """scenario -> (chatq req/s, chatq p99, ceiling req/s, ceiling p99); and the event loop
+    and HTTP parser each side ran on."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         url, key = stack.enter_context(database_with_key(store, Path(tmp)))
-        base = stack.enter_context(chatq_server("api", url)).url
-        ceiling = stack.enter_context(script_server("ceiling.py", ready="/docs")).url
+        chatq = stack.enter_context(chatq_server("api", url))
+        ceiling_server = stack.enter_context(script_server("ceiling.py", ready="/docs"))
+        base, ceiling = chatq.url, ceiling_server.url
         with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
             for _ in range(100):  # rows for the lists to return
                 request_id = client.post(base + PATH, json=CHAT).json()["id"]
@@ -62,7 +68,8 @@ def run_once(store: str, seconds: int) -> dict[str, tuple[float, float, float, f
                 for server in (base, ceiling)
             )
             results[name] = (*ours, *bare)
-    return results
+        stacks = f"chatq {server_stack(chatq.pid)}; ceiling {server_stack(ceiling_server.pid)}"
+    return results, stacks
 
 
 def main() -> int:
@@ -82,8 +89,13 @@ def main() -> int:
         "ceiling p99 ms",
         "ratio",
     )
+    stacks = set()
     for store in args.stores:
-        samples = [run_once(store, seconds) for _ in range(runs)]
+        samples = []
+        for _ in range(runs):
+            results, stack = run_once(store, seconds)
+            samples.append(results)
+            stacks.add(f"{store}: {stack}")
         for name, _, _ in SCENARIOS:
             ours, ours_p99, bare, bare_p99 = (
                 statistics.median(s[name][i] for s in samples) for i in range(4)
@@ -97,6 +109,7 @@ def main() -> int:
                 f"{bare_p99:.1f}",
                 f"{ours / bare:.2f}",
             )
+    print("\n" + "\n".join(sorted(stacks)))
     return 0
 
 

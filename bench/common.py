@@ -197,10 +197,13 @@ def server_stack(pid: int) -> str:
     """The event loop and HTTP parser that a uvicorn process (chatq serve, chatq api) loaded,
     from its memory map: uvloop and httptools are C extensions, which show there once
     imported; without them uvicorn runs on asyncio's loop and parses with h11."""
-    maps = Path(f"/proc/{pid}/maps").read_text()
-    loop = "uvloop" if "/uvloop/" in maps else "asyncio"
-    parser = "httptools" if "/httptools/" in maps else "h11"
-    return f"{loop} loop, {parser} parser"
+    parser = "httptools" if "/httptools/" in Path(f"/proc/{pid}/maps").read_text() else "h11"
+    return f"{event_loop_of(pid)} loop, {parser} parser"
+
+
+def event_loop_of(pid: int) -> str:
+    """The event loop a live process runs on, from its memory map (uvloop or asyncio's)."""
+    return "uvloop" if "/uvloop/" in Path(f"/proc/{pid}/maps").read_text() else "asyncio"
 
 
 def client_stack() -> str:

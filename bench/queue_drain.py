@@ -36,7 +36,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from common import arguments, database, finished, preload, query, row, table
+from common import arguments, database, event_loop_of, finished, preload, query, row, table
+
+from chatq import event_loop
 
 ECHO_ONLY = '[[backends]]\nname = "echo"\ntype = "echo"\nmodels = ["echo"]\n'
 TIMEOUT_S = 600.0
@@ -72,15 +74,20 @@ FROM pgqueuer_log
 """
 
 
-def wait_until(done: Callable[[], int], jobs: int, proc: subprocess.Popen[bytes]) -> None:
-    """Poll done() (gently: 5 times a second) until it returns jobs."""
+def wait_until(done: Callable[[], int], jobs: int, proc: subprocess.Popen[bytes]) -> str:
+    """Poll done() (gently: 5 times a second) until it returns jobs; the event loop proc
+    runs on, read while it works (pgqueuer's consumer exits once the queue is empty)."""
     deadline = time.monotonic() + TIMEOUT_S
-    while done() != jobs:
+    loop = "unknown"
+    while (count := done()) != jobs:
+        if count and loop == "unknown" and proc.poll() is None:
+            loop = event_loop_of(proc.pid)
         if proc.poll() is not None and proc.returncode != 0:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"not drained within {TIMEOUT_S:g}s")
         time.sleep(0.2)
+    return loop
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -89,8 +96,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> float:
-    """Seconds from the first claim to the last COMPLETED."""
+def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> tuple[float, str]:
+    """Seconds from the first claim to the last COMPLETED, and the worker's event loop."""
     config = workdir / "echo.toml"
     config.write_text(ECHO_ONLY)
     with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
@@ -99,26 +106,26 @@ def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> float:
         argv += ["--concurrency", str(concurrency)]
         proc = subprocess.Popen([*argv, "--config", str(config)], stdout=log, stderr=log)
         try:
-            wait_until(lambda: finished(url).count, jobs, proc)
+            loop = wait_until(lambda: finished(url).count, jobs, proc)
         finally:
             stop(proc)
         done = finished(url)
         if done.failed or done.first_started is None or done.last_finished is None:
             raise RuntimeError(f"the echo jobs did not all complete: {done}")
-        return done.last_finished - done.first_started
+        return done.last_finished - done.first_started, loop
 
 
-def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> float:
-    """Seconds from the first 'picked' to the last 'successful'."""
+def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> tuple[float, str]:
+    """Seconds from the first 'picked' to the last 'successful', and the consumer's loop."""
     with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
         asyncio.run(preload_pgqueuer(url, jobs))
         argv = [sys.executable, __file__, "--pgqueuer-consumer", url, "--batch", str(batch_size)]
         proc = subprocess.Popen(argv, stdout=log, stderr=log)
         try:
-            wait_until(lambda: int(query(url, PGQ_DONE)[0][0]), jobs, proc)
+            loop = wait_until(lambda: int(query(url, PGQ_DONE)[0][0]), jobs, proc)
         finally:
             stop(proc)
-        return float(query(url, PGQ_DRAIN)[0][0])
+        return float(query(url, PGQ_DRAIN)[0][0]), loop
 
 
 async def pgqueuer_consumer(url: str, batch_size: int) -> None:
@@ -146,7 +153,8 @@ def main() -> int:
     parser.add_argument("--pgqueuer-consumer", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pgqueuer_consumer:
-        asyncio.run(pgqueuer_consumer(args.pgqueuer_consumer, args.batch))
+        # On the loop chatq's worker runs on, so that both sides run on the same one.
+        event_loop.run(pgqueuer_consumer(args.pgqueuer_consumer, args.batch))
         return 0
     try:
         version = importlib.metadata.version("pgqueuer")
@@ -154,17 +162,21 @@ def main() -> int:
         print("bench/queue_drain.py needs pgqueuer: pip install -e '.[bench]'", file=sys.stderr)
         return 2
     runs, jobs = (1, 300) if args.quick else (args.runs, args.jobs)
-    ours, theirs = [], []
+    ours, theirs, loops = [], [], set()
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for _ in range(runs):
-            theirs.append(jobs / drain_pgqueuer(jobs, args.batch, workdir))
-            ours.append(jobs / drain_chatq(jobs, args.concurrency, workdir))
+            seconds, their_loop = drain_pgqueuer(jobs, args.batch, workdir)
+            theirs.append(jobs / seconds)
+            seconds, our_loop = drain_chatq(jobs, args.concurrency, workdir)
+            ours.append(jobs / seconds)
+            loops.add(f"pgqueuer on {their_loop}, chatq worker on {our_loop}")
     ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
     table("consumer (one process)", "jobs", "jobs/s")
     row(f"pgqueuer {version}, batch {args.batch}, no-op", f"{jobs:,}", f"{theirs_rate:,.0f}")
     row(f"chatq worker, concurrency {args.concurrency}, echo", f"{jobs:,}", f"{ours_rate:,.0f}")
     row("ratio chatq / pgqueuer", "", f"{ours_rate / theirs_rate:.2f}")
+    print(f"\nevent loops: {'; '.join(sorted(loops))}")
     return 0
 
 

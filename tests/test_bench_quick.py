@@ -64,8 +64,11 @@ def test_long_jobs_bench_runs_in_quick_mode() -> None:
     for cells in by_run.values():
         assert float(cells[6]) > 0  # ideal / wall
     for store in ("sqlite", "postgres"):
-        assert float(by_run[store][7]) > 0  # worker peak RSS MB
-        assert by_run[store][10] == "0"  # no request failed
+        assert float(by_run[store][7]) > 0  # / backend alone
+        assert float(by_run[store][8]) > 0  # worker peak RSS MB
+        assert int(by_run[store][11]) > 0  # the upstream saw calls in flight
+        assert by_run[store][12] == "0"  # no request failed
+    assert "worker event loop: uvloop" in stdout, stdout
 
 
 @pytest.mark.timeout(300)

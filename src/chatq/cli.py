@@ -5,7 +5,6 @@ cancel | ls | batch run (their HTTP side and output are in chatq.client)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import chatq
+from chatq import event_loop
 from chatq.client.settings import CLIENT, CLIENT_OPTIONS, build_client_settings
 from chatq.config import OPTIONS, ConfigError, Settings, build_settings
 from chatq.domain import UsageRow, utc_day
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = build_settings(vars(args), os.environ)
         configure_logging(settings.log_level_number, settings.log_format)
-        return asyncio.run(_run(args, settings))
+        return event_loop.run(_run(args, settings))
     except (ConfigError, UnsupportedDatabase, DatabaseMissing) as exc:
         print(f"chatq: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 import chatq
+from chatq import event_loop
 from chatq.api.app import Lifespan, create_app
 from chatq.api.context import ApiContext
 from chatq.api.events import EventIds
@@ -149,9 +150,10 @@ async def work(settings: Settings, announce: Announce) -> None:
 
 def _log_start(role: str, settings: Settings, table: ModelTable) -> None:
     log.info(
-        "starting %s (chatq %s) on %s; models: %s",
+        "starting %s (chatq %s, %s loop) on %s; models: %s",
         role,
         chatq.__version__,
+        event_loop.name(),
         _redacted(settings.database_url),
         ", ".join(table.models()),
     )
