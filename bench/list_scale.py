@@ -63,8 +63,8 @@ from chatq.api.models import AsyncApiChatCompletionsRequest
 from chatq.api.pagination import TokenCodec
 from chatq.backends.normalize import completion_response
 from chatq.domain import NO_FILTER, ListFilter, Status, request_fingerprint
+from chatq.json_text import dumps
 from chatq.store import Store, open_store
-from chatq.store.rows import dumps
 
 LIMIT = 20
 DEPTHS = 256

@@ -22,6 +22,7 @@ from chatq.backends.normalize import MalformedCompletion, normalize_completion
 from chatq.backends.sse import MalformedStream, SSEDecoder
 from chatq.config import BackendConfig
 from chatq.domain import JSON
+from chatq.json_text import dumps
 
 _CONNECT_TIMEOUT_S = 10.0
 # An idle connection is dropped after this long: before the servers' own keep-alive timeouts
@@ -81,7 +82,8 @@ class OpenAIBackend:
         if on_text is not None:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        # orjson here: json.dumps was a tenth of a worker's CPU at 1,000 calls in flight.
+        data = dumps(body)
         model = str(request.get("model", ""))
         session = self._open_session()
         streamed: JSON | None = None

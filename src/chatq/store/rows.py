@@ -87,20 +87,6 @@ def attempt_from_row(row: Any) -> DeliveryAttempt:
     return DeliveryAttempt(int(row[0]), row[1], row[2], row[3])
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text for a response or request column.
-
-    orjson encodes a completion about 15x faster than json, which shows in the worker's queue
-    drain. What orjson refuses (integers past 64 bits, lone surrogates, non-string keys) goes
-    through json instead, so nothing json could store is refused. NaN and infinities, which
-    are not JSON, are stored as null.
-    """
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"))
-
-
 def accounted_usage(response: Any) -> tuple[int, int, int, float]:
     """(prompt, completion, total tokens, cost) of a response, as usage counts them: a token
     count is a JSON number, truncated and capped at MAX_ACCOUNTED_TOKENS, the cost

@@ -14,6 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chatq.domain import JSON, NewRequest, Status, TextPiece
+from chatq.json_text import dumps
 from chatq.store import queries as shared
 from chatq.store.admission import Admission
 from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
@@ -25,7 +26,7 @@ from chatq.store.errors import (
 )
 from chatq.store.feed import Change
 from chatq.store.postgres import queries as q
-from chatq.store.rows import accounted_usage, dumps, job_from_row
+from chatq.store.rows import accounted_usage, job_from_row
 
 log = logging.getLogger("chatq.store.postgres")
 

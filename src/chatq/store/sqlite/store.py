@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from chatq.domain import JSON, NewRequest, Status
+from chatq.json_text import dumps
 from chatq.store import queries as shared
 from chatq.store.admission import Admission
 from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
 from chatq.store.errors import IdempotencyConflict, LimitExceeded, StoreUnavailable
 from chatq.store.feed import Change
-from chatq.store.rows import dumps, job_from_row
+from chatq.store.rows import job_from_row
 from chatq.store.sqlite import queries as q
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""The stores' JSON text: orjson's speed, json's reach."""
+"""chatq's JSON text (stored columns, upstream request bodies): orjson's speed, json's reach."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chatq.store.rows import dumps
+from chatq.json_text import dumps
 
 
 @pytest.mark.parametrize(
