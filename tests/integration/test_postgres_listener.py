@@ -1,19 +1,24 @@
 """PostgreSQL only: LISTEN/NOTIFY wakes idle workers; when the listening connection drops,
-waits fall back to polling and the listener comes back by itself."""
+waits fall back to polling and the listener comes back by itself; the outbox notifies once
+per statement that queues deliveries, and never for one that queues none."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 
+from chatq.domain import NewRequest
 from chatq.store.postgres.store import PostgresStore
-from tests.integration.stores import new_request
+from tests.integration.stores import OWNER, new_request
 from tests.pg import temporary_database
 from tests.waiting import eventually_async
+
+HOOK = "https://receiver.example/hook"
 
 
 @pytest.fixture
@@ -88,3 +93,57 @@ async def test_listener_drops_then_polls_then_reconnects(pg: tuple[PostgresStore
     await asyncio.sleep(0.1)
     await store.submit(new_request("x"))
     await asyncio.wait_for(waiter, timeout=5)
+
+
+@asynccontextmanager
+async def webhook_notifications(url: str) -> AsyncIterator[asyncio.Queue[str]]:
+    """The payloads of chatq_webhook, in commit order, heard on a connection of our own."""
+    conn = await asyncpg.connect(url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await conn.add_listener("chatq_webhook", lambda *args: heard.put_nowait(args[3]))
+        yield heard
+    finally:
+        await conn.close()
+
+
+def hooked(content: str) -> NewRequest:
+    request = {"model": "echo", "messages": [{"role": "user", "content": content}]}
+    return NewRequest.create(OWNER, request, webhook_url=HOOK)
+
+
+async def next_heard(heard: asyncio.Queue[str]) -> str:
+    return await asyncio.wait_for(heard.get(), timeout=10)
+
+
+async def test_the_outbox_notifies_once_per_statement_that_queues_deliveries(
+    pg: tuple[PostgresStore, str],
+) -> None:
+    """Notifications come in commit order: a marker sent after a transition is heard first
+    exactly when the transition itself sent none."""
+    store, url = pg
+    marker = "SELECT pg_notify('chatq_webhook', $1)"
+    async with webhook_notifications(url) as heard:
+        conn = await asyncpg.connect(url)
+        try:
+            # No webhook: the outbox insert runs with no rows, and must not wake deliverers.
+            plain = (await store.submit(new_request("plain")))[0].id
+            await store.claim("w", 1, 30.0)
+            assert await store.complete_many("w", [(plain, {})]) == {plain}
+            await conn.execute(marker, "after the plain completion")
+            assert await next_heard(heard) == "after the plain completion"
+
+            # A batch that queues deliveries wakes them (PostgreSQL folds a transaction's
+            # identical notifications into one, so one is heard).
+            ids = [(await store.submit(hooked(f"h{i}")))[0].id for i in range(3)]
+            assert len(await store.claim("w", 3, 30.0)) == 3
+            assert await store.complete_many("w", [(i, {}) for i in ids]) == set(ids)
+            await conn.execute(marker, "after the batch")
+            assert [await next_heard(heard), await next_heard(heard)] == ["", "after the batch"]
+
+            # A delivery made due again (a replay) still wakes them: its row trigger.
+            assert await store.replay_delivery(ids[0])
+            await conn.execute(marker, "after the replay")
+            assert [await next_heard(heard), await next_heard(heard)] == ["", "after the replay"]
+        finally:
+            await conn.close()

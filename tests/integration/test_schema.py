@@ -38,6 +38,7 @@ MIGRATIONS = [
     "0005_usage_and_admin",
     "0006_metadata_and_filters",
     "0007_limits_and_priority",
+    "0008_outbox_notify_per_statement",
 ]
 RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
 

@@ -98,6 +98,7 @@ function chatq_notify_cancel
 function chatq_notify_status
 function chatq_notify_text
 function chatq_notify_webhook
+function chatq_notify_webhooks_added
 function chatq_notify_work
 index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lease_owner) WHERE ((status = 'IN_PROGRESS'::text) AND (cancel_requested_at IS NOT NULL))
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
@@ -128,4 +129,5 @@ trigger CREATE TRIGGER request_text_appended AFTER INSERT ON public.request_text
 trigger CREATE TRIGGER requests_cancel_requested AFTER UPDATE OF cancel_requested_at ON public.requests FOR EACH ROW WHEN (((old.cancel_requested_at IS NULL) AND (new.cancel_requested_at IS NOT NULL))) EXECUTE FUNCTION chatq_notify_cancel()
 trigger CREATE TRIGGER requests_status_changed AFTER UPDATE OF status, runs ON public.requests FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.runs <> new.runs))) EXECUTE FUNCTION chatq_notify_status()
 trigger CREATE TRIGGER requests_work_available AFTER INSERT OR UPDATE OF status ON public.requests FOR EACH ROW WHEN ((new.status = 'CREATED'::text)) EXECUTE FUNCTION chatq_notify_work()
-trigger CREATE TRIGGER webhook_delivery_due AFTER INSERT OR UPDATE OF status ON public.webhook_deliveries FOR EACH ROW WHEN ((new.status = 'PENDING'::text)) EXECUTE FUNCTION chatq_notify_webhook()
+trigger CREATE TRIGGER webhook_deliveries_added AFTER INSERT ON public.webhook_deliveries REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION chatq_notify_webhooks_added()
+trigger CREATE TRIGGER webhook_delivery_due AFTER UPDATE OF status ON public.webhook_deliveries FOR EACH ROW WHEN ((new.status = 'PENDING'::text)) EXECUTE FUNCTION chatq_notify_webhook()

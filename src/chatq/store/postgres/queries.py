@@ -173,25 +173,37 @@ ON CONFLICT (owner, day, model) DO UPDATE SET
     cost = u.cost + excluded.cost
 """
 
-# Joined on the ids alone; the plans seen hash this worker's leased rows against the batch.
-# Do not add `r.id = ANY($2)`: after five runs PostgreSQL switches to a generic plan that
-# guesses 10 ids, and with that clause it re-scanned the unnest for every row (256 x 256),
-# which made a batch of 256 take 15 ms instead of 5 and held the queue drain to 0.6 of
-# pgqueuer's (test_postgres_plans.py).
+# The batch's rows are found by id alone (`r.id = ANY(...)`, an index probe per id), and the
+# guard is a join against the batch: no clause on requests alone names status or
+# lease_owner. With one that did, the planner started from this worker's leased rows (the
+# partial index requests_leased), which a worker that claims ahead of its writes holds by
+# the thousand: a hash join over all of them on every batch, and after an ANALYZE taken
+# while they were few (the statistics then say 1 row), a nested loop comparing each of them
+# with each of the batch (2.6 million comparisons, 0.6 s for one batch of 512, seen with
+# auto_explain in bench/webhook_delivery.py's drain). Each clause has its reason:
+# - `done` is MATERIALIZED, so its status and lease_owner are values the planner cannot
+#   see through to turn the join's guard back into such a clause;
+# - the id list is ARRAY(SELECT ...) over it, not $2: an InitPlan, evaluated once. With
+#   `r.id = ANY($2)` beside an unnest in the join, the generic plan (after five runs)
+#   guessed 10 ids and re-scanned the unnest for every row (256 x 256), which held the
+#   queue drain to 0.6 of pgqueuer's (test_postgres_plans.py).
 # The webhook deliveries of the completed requests are queued by the same statement (the
 # outbox, store/queries.py WEBHOOK_ENQUEUE), so in the same transaction; each id comes back
 # with whether it queued one. Their usage is counted by it too, from the rows it moved
 # (none for a result whose guard failed): $5..$8 are each result's tokens and cost, read
 # from its response by the store (rows.accounted_usage).
 COMPLETE_MANY = f"""
-WITH finished AS (
+WITH done AS MATERIALIZED (
+    SELECT *, 'IN_PROGRESS' AS status, $4::text AS lease_owner FROM unnest(
+        $2::text[], $3::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::float8[]
+    ) AS done(id, response, prompt_tokens, completion_tokens, total_tokens, cost)
+), finished AS (
     UPDATE requests AS r
     SET status = 'COMPLETED', completed_at = $1, response = done.response, lease_owner = NULL,
         lease_expires_at = NULL
-    FROM unnest(
-        $2::text[], $3::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::float8[]
-    ) AS done(id, response, prompt_tokens, completion_tokens, total_tokens, cost)
-    WHERE r.id = done.id AND r.status = 'IN_PROGRESS' AND r.lease_owner = $4
+    FROM done
+    WHERE r.id = ANY(ARRAY(SELECT id FROM done)) AND r.id = done.id
+        AND r.status = done.status AND r.lease_owner = done.lease_owner
     RETURNING r.id, r.owner, r.model, r.webhook_url, r.completed_at AS at, done.prompt_tokens,
         done.completion_tokens, done.total_tokens, done.cost
 ), queued AS (

@@ -1,0 +1,3 @@
+-- PostgreSQL's 0008 changes how a new outbox row notifies the workers; SQLite has no
+-- notifications (its deliverer is woken in process and polls), so nothing changes here.
+-- The migration exists so that both dialects record the same list.
