@@ -75,6 +75,32 @@ async def test_a_batch_carries_each_requests_webhook_metadata_and_priority(store
     assert claimed == [n.id for n in reversed(news)], "highest priority first"
 
 
+async def test_a_created_request_is_answered_as_it_is_stored(store: Store) -> None:
+    """What a submit answers for a request it created is what GET then reads, field for
+    field (SQLite builds it from what it inserted instead of reading the row back)."""
+    news = [
+        new_request("plain"),
+        new_request("keyed", key="kept", stream=True),
+        NewRequest.create(
+            "bob",
+            new_request("labelled").request,
+            "labelled",
+            webhook_url="https://hooks.example/x",
+            webhook_named=True,
+            metadata={"team": "search", "run": "7"},
+            priority=-3,
+        ),
+    ]
+    outcomes = await store.submit_many(news)
+    single, _ = await store.submit(new_request("single", owner="bob"))
+    answered = [o[0] for o in outcomes if not isinstance(o, Exception)] + [single]
+    assert len(answered) == 4
+    for job in answered:
+        assert job == await store.get(job.owner, job.id)
+    assert answered[1].stream and answered[1].request_hash
+    assert answered[2].metadata == {"team": "search", "run": "7"}
+
+
 async def test_limits_count_every_request_of_a_batch(store: Store) -> None:
     """Over the cap, the requests past it fail alone; a replay of a stored key is not
     counted."""

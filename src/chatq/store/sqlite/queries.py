@@ -5,7 +5,7 @@ them as SQLite's ?1.
 """
 
 from chatq.store import queries as shared
-from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
+from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -17,29 +17,30 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 # One request per statement: the store runs it for each request of a group-committed batch,
 # all in one transaction (SQLite has no unnest to take a batch in one statement).
-# vtime: the end of the owner's lane of waiting requests, or the head of the queue if that is
-# later (see PostgreSQL's SUBMIT). Each statement names the WHERE of the partial index it is
-# meant to use, as the index writes it (migration 0007; SQLite uses a partial index only
-# then): the head from requests_waiting, the end of the owner's lane, read backwards, from
-# requests_owner_unfinished.
-SUBMIT = f"""
+# vtime ($12) is worked out by the store from QUEUE_HEAD and LANE_END, read once per batch
+# (see store.py's _Lanes), not by subqueries per row: those, and RETURNING (a row the store
+# can build from what it inserted, seq being the rowid), were three quarters of a batch's
+# insert (docs/benchmarks.md section 14).
+SUBMIT = """
 INSERT INTO requests
     (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
      webhook_url, metadata, priority, vtime)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9, $10, $11, 1 + max(
-    coalesce((
-        SELECT vtime FROM requests WHERE status = 'CREATED' AND vtime >= 0
-        ORDER BY vtime LIMIT 1
-    ), 0),
-    coalesce((
-        SELECT vtime FROM requests
-        WHERE owner = $2 AND status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0
-            AND status = 'CREATED'
-        ORDER BY vtime DESC LIMIT 1
-    ), 0)
-))
+VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {JOB_COLUMNS}
+"""
+# A new request's vtime: the end of its owner's lane of waiting requests, or the head of the
+# queue if that is later (see PostgreSQL's SUBMIT), plus one. Each statement names the WHERE
+# of the partial index it is meant to use, as the index writes it (migration 0007; SQLite
+# uses a partial index only then): the head from requests_waiting, the end of the owner's
+# lane, read backwards, from requests_owner_unfinished. No row: 0.
+QUEUE_HEAD = """
+SELECT vtime FROM requests WHERE status = 'CREATED' AND vtime >= 0 ORDER BY vtime LIMIT 1
+"""
+LANE_END = """
+SELECT vtime FROM requests
+WHERE owner = $1 AND status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0
+    AND status = 'CREATED'
+ORDER BY vtime DESC LIMIT 1
 """
 
 # A list filter's metadata.KEY=VALUE (store/queries.py filtered_list): any key, unquoted.

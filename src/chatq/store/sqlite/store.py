@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from chatq.domain import JSON, NewRequest, Status
+from chatq.domain import JSON, Job, NewRequest, Status
 from chatq.store import queries as shared
 from chatq.store.admission import Admission
 from chatq.store.base import SqlStore, Statement, SubmitOutcome, Topic
@@ -176,8 +176,9 @@ class SqliteStore(SqlStore):
 
         def submit_all(conn: sqlite3.Connection) -> list[SubmitOutcome]:
             refused = _refusals(conn, news, now)
+            lanes = _Lanes(conn)
             return [
-                refused[new.id] if new.id in refused else _submit_one(conn, new, now)
+                refused[new.id] if new.id in refused else _submit_one(conn, new, now, lanes)
                 for new in news
             ]
 
@@ -228,8 +229,38 @@ def _refusals(
     return refused
 
 
-def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> SubmitOutcome:
+class _Lanes:
+    """Where each new request of a batch goes in the queue (its vtime), as the batch's rows
+    are inserted one by one: 1 + the later of the queue's head (the least vtime waiting) and
+    the end of its owner's lane (the greatest vtime of the owner's waiting requests), as
+    they stand when it is inserted. Read once per batch and owner, then kept up to date
+    with each insert: inside the batch's transaction this connection is the only writer,
+    and nothing but the batch's own inserts moves either."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        row = conn.execute(_numbered(q.QUEUE_HEAD)).fetchone()
+        self._head: int | None = None if row is None else int(row[0])
+        self._ends: dict[str, int] = {}
+
+    def next(self, owner: str) -> int:
+        if owner not in self._ends:
+            row = _run(self._conn, q.LANE_END, (owner,)).fetchone()
+            self._ends[owner] = 0 if row is None else int(row[0])
+        return 1 + max(self._head or 0, self._ends[owner])
+
+    def inserted(self, owner: str, vtime: int) -> None:
+        # vtime is past the head: it moves the head only when nothing else was waiting.
+        if self._head is None:
+            self._head = vtime
+        self._ends[owner] = vtime
+
+
+def _submit_one(
+    conn: sqlite3.Connection, new: NewRequest, now: float, lanes: _Lanes
+) -> SubmitOutcome:
     """Insert one request inside the batch's transaction; a replay or conflict is an outcome."""
+    vtime = lanes.next(new.owner)
     params = (
         new.id,
         new.owner,
@@ -242,15 +273,42 @@ def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> Submit
         new.webhook_url,
         None if new.metadata is None else dumps(new.metadata),
         new.priority,
+        vtime,
     )
     if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
         _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
-    row = _run(conn, q.SUBMIT, params).fetchone()
-    if row is not None:
-        return job_from_row(row), True
+    inserted = _run(conn, q.SUBMIT, params)
+    if inserted.rowcount == 1:
+        lanes.inserted(new.owner, vtime)
+        return _created(new, inserted.lastrowid, now), True
     # The owner's idempotency key exists already (maybe from earlier in this very batch).
     held = _run(conn, shared.GET_BY_IDEMPOTENCY_KEY, (new.owner, new.idempotency_key)).fetchone()
     existing = job_from_row(held)
     if existing.request_hash != new.request_hash:
         return IdempotencyConflict(existing.id)
     return existing, False
+
+
+def _created(new: NewRequest, seq: int | None, now: float) -> Job:
+    """The row just inserted, as GET would read it: built from what was inserted (seq is its
+    rowid) rather than read back, which cost as much as the insert itself."""
+    assert seq is not None, "an INSERT that added a row has its rowid"
+    metadata = dict(new.metadata) if new.metadata is not None else {}
+    return Job(
+        seq,
+        new.id,
+        new.model,
+        Status.CREATED,
+        now,
+        None,
+        None,
+        None,
+        metadata,
+        new.owner,
+        new.request_hash,
+        None,
+        None,
+        0,
+        new.stream,
+        new.webhook_url,
+    )
