@@ -149,3 +149,17 @@ async def test_a_batch_larger_than_a_group_commit_is_stored_whole(store: Store) 
     outcomes = await store.submit_many([new_request(f"b{i}") for i in range(1000)])
     assert sum(1 for o in outcomes if not isinstance(o, Exception) and o[1]) == 1000
     assert await stored(store) == 1000
+
+
+async def test_a_deleted_requests_seq_is_never_given_again(store: Store) -> None:
+    """seq is the list's cursor: a request deleted from the end of the table leaves its seq
+    behind it (SQLite places a batch's seqs itself, as AUTOINCREMENT would)."""
+    outcomes = await store.submit_many([new_request(f"s{i}") for i in range(3)])
+    newest = [o[0] for o in outcomes if not isinstance(o, Exception)][-1]
+    while claimed := await store.claim("w", 10, 30.0):
+        assert await store.complete_many("w", [(j.id, {"ok": True}) for j in claimed])
+    assert await store.delete(OWNER, newest.id) is True
+    (batched,) = await store.submit_many([new_request("after")])
+    single, _ = await store.submit(new_request("single"))
+    assert not isinstance(batched, Exception)
+    assert newest.seq < batched[0].seq < single.seq
