@@ -75,6 +75,32 @@ async def test_a_batch_carries_each_requests_webhook_metadata_and_priority(store
     assert claimed == [n.id for n in reversed(news)], "highest priority first"
 
 
+async def test_a_created_request_is_answered_as_it_is_stored(store: Store) -> None:
+    """What a submit answers for a request it created is what GET then reads, field for
+    field (SQLite builds it from what it inserted instead of reading the row back)."""
+    news = [
+        new_request("plain"),
+        new_request("keyed", key="kept", stream=True),
+        NewRequest.create(
+            "bob",
+            new_request("labelled").request,
+            "labelled",
+            webhook_url="https://hooks.example/x",
+            webhook_named=True,
+            metadata={"team": "search", "run": "7"},
+            priority=-3,
+        ),
+    ]
+    outcomes = await store.submit_many(news)
+    single, _ = await store.submit(new_request("single", owner="bob"))
+    answered = [o[0] for o in outcomes if not isinstance(o, Exception)] + [single]
+    assert len(answered) == 4
+    for job in answered:
+        assert job == await store.get(job.owner, job.id)
+    assert answered[1].stream and answered[1].request_hash
+    assert answered[2].metadata == {"team": "search", "run": "7"}
+
+
 async def test_limits_count_every_request_of_a_batch(store: Store) -> None:
     """Over the cap, the requests past it fail alone; a replay of a stored key is not
     counted."""
@@ -123,3 +149,17 @@ async def test_a_batch_larger_than_a_group_commit_is_stored_whole(store: Store) 
     outcomes = await store.submit_many([new_request(f"b{i}") for i in range(1000)])
     assert sum(1 for o in outcomes if not isinstance(o, Exception) and o[1]) == 1000
     assert await stored(store) == 1000
+
+
+async def test_a_deleted_requests_seq_is_never_given_again(store: Store) -> None:
+    """seq is the list's cursor: a request deleted from the end of the table leaves its seq
+    behind it (SQLite places a batch's seqs itself, as AUTOINCREMENT would)."""
+    outcomes = await store.submit_many([new_request(f"s{i}") for i in range(3)])
+    newest = [o[0] for o in outcomes if not isinstance(o, Exception)][-1]
+    while claimed := await store.claim("w", 10, 30.0):
+        assert await store.complete_many("w", [(j.id, {"ok": True}) for j in claimed])
+    assert await store.delete(OWNER, newest.id) is True
+    (batched,) = await store.submit_many([new_request("after")])
+    single, _ = await store.submit(new_request("single"))
+    assert not isinstance(batched, Exception)
+    assert newest.seq < batched[0].seq < single.seq

@@ -3,9 +3,13 @@ backlog cannot starve another's; priority orders an owner's own waiting requests
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from chatq.domain import NewRequest
 from chatq.store import Store
-from tests.integration.stores import new_request
+from tests.integration.stores import fresh_store, new_request
 
 LEASE = 30.0
 
@@ -92,3 +96,45 @@ async def test_an_owner_that_caught_up_starts_a_new_lane_at_the_head(store: Stor
     await submit_all(store, *(new(f"a{i}", "a") for i in range(20)))
     await submit_all(store, new("b-again", "b"))
     assert (await claim_order(store))[:3].count("b-again") == 1
+
+
+def mixed() -> list[NewRequest]:
+    """Three owners' requests, interleaved, some with a priority."""
+    return [
+        new("b0", "b"),
+        new("a-next", "a"),
+        new("b1", "b", priority=2),
+        new("c0", "c"),
+        new("a-last", "a"),
+        new("b2", "b"),
+        new("c1", "c", priority=-1),
+        new("c2", "c"),
+    ]
+
+
+@pytest.mark.parametrize("backlog", [True, False], ids=["after-a-backlog", "empty-queue"])
+async def test_a_mixed_batch_takes_the_places_single_submits_take(
+    store: Store, dialect: str, tmp_path: Path, backlog: bool
+) -> None:
+    """A batch of several owners' requests is claimed in the order the same requests
+    submitted one at a time are: each takes its place in its owner's lane as it comes."""
+    if dialect == "postgres" and not backlog:
+        pytest.skip(
+            "PostgreSQL's batch reads the queue's head once for its one statement: into an "
+            "empty queue each owner's first request starts at the same head"
+        )
+    (tmp_path / "singles").mkdir()
+    async with fresh_store(dialect, tmp_path / "singles") as singles:
+        for each in (store, singles):
+            if backlog:
+                await submit_all(each, *(new(f"a{i}", "a") for i in range(6)))
+                assert len(await each.claim("w", 2, LEASE)) == 2
+        outcomes = await store.submit_many(mixed())
+        assert all(not isinstance(o, Exception) and o[1] for o in outcomes)
+        await submit_all(singles, *mixed())
+        one_by_one = await claim_order(singles)
+    in_a_batch = await claim_order(store)
+    assert in_a_batch == one_by_one
+    waiting = [f"a{i}" for i in range(2, 6)] if backlog else []
+    waiting += [n.request["messages"][0]["content"] for n in mixed()]
+    assert sorted(in_a_batch) == sorted(waiting)

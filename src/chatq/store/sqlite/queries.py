@@ -5,7 +5,7 @@ them as SQLite's ?1.
 """
 
 from chatq.store import queries as shared
-from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS, JOB_COLUMNS
+from chatq.store.queries import CLAIMED_COLUMNS, DELIVERY_COLUMNS
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -15,31 +15,44 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 ) STRICT
 """
 
-# One request per statement: the store runs it for each request of a group-committed batch,
-# all in one transaction (SQLite has no unnest to take a batch in one statement).
-# vtime: the end of the owner's lane of waiting requests, or the head of the queue if that is
-# later (see PostgreSQL's SUBMIT). Each statement names the WHERE of the partial index it is
-# meant to use, as the index writes it (migration 0007; SQLite uses a partial index only
-# then): the head from requests_waiting, the end of the owner's lane, read backwards, from
-# requests_owner_unfinished.
-SUBMIT = f"""
+# A whole batch in one statement: $1 is a JSON array with an array per request, each its
+# columns in the order below, every value placed by the store (store.py's _Batch): seq
+# (what AUTOINCREMENT would give it: after LAST_SEQ), vtime (QUEUE_HEAD, LANE_END), and
+# only the requests that the idempotency keys already held let in. One statement, not one
+# per request: a statement releases Python's GIL while it runs, so a batch's thousand rows
+# go in while the event loop reads the next batch, where a statement per row handed the GIL
+# back and forth with it per row (docs/benchmarks.md section 14). No ON CONFLICT: a key
+# the store took for free is an error, which rolls the batch back, never a row dropped.
+SUBMIT = """
 INSERT INTO requests
-    (id, owner, model, status, request, request_hash, idempotency_key, created_at, stream,
-     webhook_url, metadata, priority, vtime)
-VALUES ($1, $2, $3, 'CREATED', $4, $5, $6, $7, $8, $9, $10, $11, 1 + max(
-    coalesce((
-        SELECT vtime FROM requests WHERE status = 'CREATED' AND vtime >= 0
-        ORDER BY vtime LIMIT 1
-    ), 0),
-    coalesce((
-        SELECT vtime FROM requests
-        WHERE owner = $2 AND status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0
-            AND status = 'CREATED'
-        ORDER BY vtime DESC LIMIT 1
-    ), 0)
-))
-ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {JOB_COLUMNS}
+    (seq, id, owner, model, status, request, request_hash, idempotency_key, created_at,
+     stream, webhook_url, metadata, priority, vtime)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'CREATED', value ->> 4,
+    value ->> 5, value ->> 6, $2, value ->> 7, value ->> 8, value ->> 9, value ->> 10,
+    value ->> 11
+FROM json_each($1)
+"""
+# The seq AUTOINCREMENT would give the next row, less one: past every seq the table has
+# ever held (sqlite_sequence), and so past every row in it.
+LAST_SEQ = """
+SELECT max(
+    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0),
+    coalesce((SELECT max(seq) FROM requests), 0)
+)
+"""
+# A new request's vtime: the end of its owner's lane of waiting requests, or the head of the
+# queue if that is later (see PostgreSQL's SUBMIT), plus one. Each statement names the WHERE
+# of the partial index it is meant to use, as the index writes it (migration 0007; SQLite
+# uses a partial index only then): the head from requests_waiting, the end of the owner's
+# lane, read backwards, from requests_owner_unfinished. No row: 0.
+QUEUE_HEAD = """
+SELECT vtime FROM requests WHERE status = 'CREATED' AND vtime >= 0 ORDER BY vtime LIMIT 1
+"""
+LANE_END = """
+SELECT vtime FROM requests
+WHERE owner = $1 AND status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0
+    AND status = 'CREATED'
+ORDER BY vtime DESC LIMIT 1
 """
 
 # A list filter's metadata.KEY=VALUE (store/queries.py filtered_list): any key, unquoted.

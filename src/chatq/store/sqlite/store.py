@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from chatq.domain import JSON, NewRequest, Status
+import orjson
+
+from chatq.domain import JSON, Job, NewRequest, Status
 from chatq.json_text import dumps
 from chatq.store import queries as shared
 from chatq.store.admission import Admission
@@ -177,10 +179,10 @@ class SqliteStore(SqlStore):
 
         def submit_all(conn: sqlite3.Connection) -> list[SubmitOutcome]:
             refused = _refusals(conn, news, now)
-            return [
-                refused[new.id] if new.id in refused else _submit_one(conn, new, now)
-                for new in news
-            ]
+            batch = _Batch(conn, now)
+            outcomes = [refused[n.id] if n.id in refused else batch.add(n) for n in news]
+            batch.insert()
+            return outcomes
 
         return await self._writer.run(lambda conn: _transaction(conn, submit_all))
 
@@ -229,29 +231,120 @@ def _refusals(
     return refused
 
 
-def _submit_one(conn: sqlite3.Connection, new: NewRequest, now: float) -> SubmitOutcome:
-    """Insert one request inside the batch's transaction; a replay or conflict is an outcome."""
-    params = (
+class _Lanes:
+    """Where each new request of a batch goes in the queue (its vtime), as its requests are
+    placed one by one: 1 + the later of the queue's head (the least vtime waiting) and the
+    end of its owner's lane (the greatest vtime of the owner's waiting requests), as they
+    stand with the requests before it in. Read once per batch and owner, then kept up to
+    date with each request placed: inside the batch's transaction this connection is the
+    only writer, and nothing but the batch's own requests moves either."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        row = conn.execute(_numbered(q.QUEUE_HEAD)).fetchone()
+        self._head: int | None = None if row is None else int(row[0])
+        self._ends: dict[str, int] = {}
+
+    def place(self, owner: str) -> int:
+        if owner not in self._ends:
+            row = _run(self._conn, q.LANE_END, (owner,)).fetchone()
+            self._ends[owner] = 0 if row is None else int(row[0])
+        vtime = 1 + max(self._head or 0, self._ends[owner])
+        # vtime is past the head: it moves the head only when nothing else was waiting.
+        if self._head is None:
+            self._head = vtime
+        self._ends[owner] = vtime
+        return vtime
+
+
+class _Batch:
+    """A batch's requests, each settled as it comes, as if inserted one by one in order:
+    a replay or conflict of an idempotency key already held (in the table, or by a request
+    earlier in the batch), or a new row, whose seq and vtime are worked out here. The new
+    rows then go in with one statement (SUBMIT says why)."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn = conn
+        self._now = now
+        self._lanes = _Lanes(conn)
+        self._seq = int(conn.execute(_numbered(q.LAST_SEQ)).fetchone()[0])
+        self._rows: list[tuple[Any, ...]] = []
+        self._keys: dict[tuple[str, str], Job] = {}  # the keys this batch's rows hold
+
+    def add(self, new: NewRequest) -> SubmitOutcome:
+        if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
+            _run(self._conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
+        key = new.idempotency_key
+        if key is not None:
+            held = self._held(new.owner, key)
+            if held is not None and held.request_hash != new.request_hash:
+                return IdempotencyConflict(held.id)
+            if held is not None:
+                return held, False
+        self._seq += 1
+        self._rows.append(
+            (
+                self._seq,
+                new.id,
+                new.owner,
+                new.model,
+                dumps(new.request),
+                new.request_hash,
+                key,
+                int(new.stream),
+                new.webhook_url,
+                None if new.metadata is None else dumps(new.metadata),
+                new.priority,
+                self._lanes.place(new.owner),
+            )
+        )
+        job = _created(new, self._seq, self._now)
+        if key is not None:
+            self._keys[new.owner, key] = job
+        return job, True
+
+    def _held(self, owner: str, key: str) -> Job | None:
+        if (owner, key) in self._keys:
+            return self._keys[owner, key]
+        row = _run(self._conn, shared.GET_BY_IDEMPOTENCY_KEY, (owner, key)).fetchone()
+        return None if row is None else job_from_row(row)
+
+    def insert(self) -> None:
+        if not self._rows:
+            return
+        inserted = _run(self._conn, q.SUBMIT, (_json_array(self._rows), self._now)).rowcount
+        assert inserted == len(self._rows), f"{inserted} of {len(self._rows)} rows inserted"
+
+
+def _json_array(rows: list[tuple[Any, ...]]) -> str:
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses here is a lone surrogate in a text column, which binding it
+        # refuses too (as it refused it in a statement of its own): not escaped into the
+        # JSON, for SQLite to store as something else.
+        return json.dumps(rows, ensure_ascii=False)
+
+
+def _created(new: NewRequest, seq: int, now: float) -> Job:
+    """The row a batch inserts for new, as GET will read it: built from what is inserted
+    rather than read back."""
+    metadata = dict(new.metadata) if new.metadata is not None else {}
+    return Job(
+        seq,
         new.id,
-        new.owner,
         new.model,
-        dumps(new.request),
-        new.request_hash,
-        new.idempotency_key,
+        Status.CREATED,
         now,
+        None,
+        None,
+        None,
+        metadata,
+        new.owner,
+        new.request_hash,
+        None,
+        None,
+        0,
         new.stream,
         new.webhook_url,
-        None if new.metadata is None else dumps(new.metadata),
-        new.priority,
     )
-    if new.webhook_named:  # named again: a URL that a 410 disabled is enabled again
-        _run(conn, shared.WEBHOOK_ENABLE, (new.owner, new.webhook_url))
-    row = _run(conn, q.SUBMIT, params).fetchone()
-    if row is not None:
-        return job_from_row(row), True
-    # The owner's idempotency key exists already (maybe from earlier in this very batch).
-    held = _run(conn, shared.GET_BY_IDEMPOTENCY_KEY, (new.owner, new.idempotency_key)).fetchone()
-    existing = job_from_row(held)
-    if existing.request_hash != new.request_hash:
-        return IdempotencyConflict(existing.id)
-    return existing, False
