@@ -4,8 +4,8 @@ Both sides run the same prompts (greedy, fixed max_tokens) in the same run. Dire
 fastest way found to call llama-cpp-python on this machine, one single-threaded context per
 core, each serving one prompt at a time. chatq: `chatq serve` with its default local backend
 (which does the same); every prompt is submitted over HTTP at once, and the clock stops when
-the last one is COMPLETED. Figures: requests/s and generated tokens/s, median of --runs;
-ratio = chatq / direct.
+the last one is COMPLETED. The two sides alternate run by run. Figures: requests/s and
+generated tokens/s, median of --runs; ratio = chatq / direct.
 
 A second table compares the two ways of sharing llama.cpp between concurrent requests that
 chatq could use: one context behind a lock (all cores in it) or a pool of contexts.
@@ -162,8 +162,10 @@ def main() -> int:
     cores = os.cpu_count() or 1
 
     table("path", "requests/s", "generated tokens/s")
-    ours = [through_chatq(messages, args.max_tokens) for _ in range(runs)]
-    bare = [direct(messages, args.max_tokens, cores, 1) for _ in range(runs)]
+    ours, bare = [], []
+    for _ in range(runs):  # interleaved, so that a drift of the machine falls on both sides
+        bare.append(direct(messages, args.max_tokens, cores, 1))
+        ours.append(through_chatq(messages, args.max_tokens))
     rows = {}
     for name, samples in (("llama-cpp direct", bare), ("chatq submit -> COMPLETED", ours)):
         rps = statistics.median(count / s for s, _ in samples)
