@@ -68,10 +68,12 @@ def test_unmatched_paths_and_methods_are_not_labels(server: ChatqServer) -> None
     url = f"{server.base_url}/metrics"
     with httpx.Client(base_url=server.base_url) as client:
         assert client.get("/no/such/path-4f1d2c").status_code == 404
-        assert client.request("BREW", "/healthz").status_code in (404, 405)
+        # PROPFIND: a method the HTTP parser (httptools) knows, so that it reaches the app;
+        # one it does not know (BREW) is a 400 from the parser, before any route or metric.
+        assert client.request("PROPFIND", "/healthz").status_code in (404, 405)
     values = label_values(scrape(url))
     assert "unmatched" in values
-    assert not {v for v in values if "4f1d2c" in v or v == "BREW"}
+    assert not {v for v in values if "4f1d2c" in v or v == "PROPFIND"}
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])

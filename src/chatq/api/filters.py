@@ -41,7 +41,11 @@ METADATA_PARAMETER: dict[str, Any] = {
     "description": "Only requests whose metadata holds every pair given: "
     "metadata.KEY=VALUE, or metadata[KEY]=VALUE; at most "
     f"{MAX_METADATA_PAIRS} pairs.",
-    "schema": METADATA_SCHEMA,
+    # As the request's metadata, but keys without brackets: in metadata[KEY] they would nest.
+    "schema": {
+        **METADATA_SCHEMA,
+        "propertyNames": {**METADATA_SCHEMA["propertyNames"], "pattern": r"^[^\x00\[\]]*$"},
+    },
 }
 
 
@@ -127,13 +131,14 @@ def _metadata_key(name: str) -> str | None:
     if rest.startswith("[") and rest.endswith("]") and len(rest) >= 2:
         key = rest[1:-1]
         if "[" in key or "]" in key:
-            # metadata[a][b] nests an object, and a metadata value is a string; a key that
-            # holds a bracket can still be named in the dot form.
+            # metadata[a][b] nests an object, and a metadata value is a string. The bracket
+            # form cannot tell that from a key "a][b", so it names no key with brackets in it
+            # (the parameter's schema says so); the dot form names any key.
             raise _invalid(
                 "metadata_nested",
                 (name,),
-                "a metadata value is a string: metadata[KEY][...] nests an object "
-                "(to name a key with brackets in it, write metadata.KEY=VALUE)",
+                "a metadata value is a string: metadata[KEY][...] nests an object, and "
+                "metadata[KEY] names no key with brackets in it (write metadata.KEY=VALUE)",
                 name,
             )
         return key
