@@ -114,14 +114,19 @@ def mixed() -> list[NewRequest]:
 
 @pytest.mark.parametrize("backlog", [True, False], ids=["after-a-backlog", "empty-queue"])
 async def test_a_mixed_batch_takes_the_places_single_submits_take(
-    store: Store, dialect: str, tmp_path: Path, backlog: bool
+    store: Store, dialect: str, tmp_path: Path, backlog: bool, request: pytest.FixtureRequest
 ) -> None:
     """A batch of several owners' requests is claimed in the order the same requests
     submitted one at a time are: each takes its place in its owner's lane as it comes."""
     if dialect == "postgres" and not backlog:
-        pytest.skip(
-            "PostgreSQL's batch reads the queue's head once for its one statement: into an "
-            "empty queue each owner's first request starts at the same head"
+        # A known difference, not yet fixed: strict, so that the fix shows as a pass.
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="PostgreSQL's batch SUBMIT reads the queue's head once for its one "
+                "statement: into an empty queue each owner's first request starts at the same "
+                "head, where single submits chain them",
+            )
         )
     (tmp_path / "singles").mkdir()
     async with fresh_store(dialect, tmp_path / "singles") as singles:
