@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from chatq.api.auth import Authenticated
 from chatq.api.bodies import json_body, validated, wrapped
@@ -20,13 +20,14 @@ from chatq.api.errors import ApiError
 from chatq.api.models import AsyncApiChatCompletionsBatchRequest
 from chatq.api.submission import new_request, refusal
 from chatq.domain import NewRequest
+from chatq.json_text import dumps
 from chatq.objects import full_object
 from chatq.store import IdempotencyConflict, LimitExceeded, UnstorableRequest
 
 Result = dict[str, Any]
 
 
-async def create_batch(caller: Authenticated, http: Request) -> JSONResponse:
+async def create_batch(caller: Authenticated, http: Request) -> Response:
     if http.headers.get("idempotency-key") is not None:
         raise ApiError(
             400,
@@ -68,7 +69,8 @@ async def create_batch(caller: Authenticated, http: Request) -> JSONResponse:
             results[place] = full_object(outcome[0])
     if limited and not any(isinstance(o, tuple) for o in outcomes):
         raise _none_let_in(limited)
-    return JSONResponse({"results": results})
+    # orjson: a thousand full objects were 8% of the route's time through json.dumps.
+    return Response(dumps({"results": results}).encode(), media_type="application/json")
 
 
 def _none_let_in(limited: list[LimitExceeded]) -> ApiError:
