@@ -6,7 +6,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,16 @@ def serving_apart(workdir: Path, config: Path, *args: str) -> Iterator[ChatqServ
         finally:
             code = api.stop()
             assert code in (0, -15), f"chatq api exited with {code}; log:\n{api.log()}"
+
+
+def deployed(
+    deployment: str, workdir: Path, config: Path, *args: str
+) -> AbstractContextManager[ChatqServer]:
+    """The server of a deployment, until the block ends: "sqlite" is `chatq serve` on SQLite,
+    "postgres" is `chatq api` and `chatq worker` on PostgreSQL (the API process is yielded)."""
+    if deployment == "sqlite":
+        return serving("sqlite", workdir, config, *args)
+    return serving_apart(workdir, config, *args)
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ import pytest
 
 from tests.acceptance.conftest import (
     PATH,
+    deployed,
     pages,
-    serving,
-    serving_apart,
     wait_finished,
     wait_started,
     write_config,
@@ -33,7 +32,7 @@ from tests.waiting import eventually
 CANCELLED = "cancelled"
 
 
-@pytest.fixture(scope="module", params=["sqlite-serve", "postgres-api-worker"])
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def deployment(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
@@ -41,11 +40,7 @@ def deployment(
 ) -> Iterator[ChatqServer]:
     workdir = tmp_path_factory.mktemp("client")
     config = write_config(workdir / "chatq.toml", module_upstream.base_url)
-    if request.param == "sqlite-serve":
-        running = serving("sqlite", workdir, config)
-    else:
-        running = serving_apart(workdir, config)
-    with running as server:
+    with deployed(request.param, workdir, config) as server:
         yield server
 
 

@@ -4,7 +4,6 @@ dependencies), and say so when they start; requests go through on that stack."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from tests.acceptance.conftest import (
     PATH,
     chat,
-    serving,
-    serving_apart,
+    deployed,
     wait_finished,
     write_config,
 )
@@ -27,17 +25,13 @@ def _loaded(pid: int) -> set[str]:
     return {name for name in ("uvloop", "httptools") if f"/{name}/" in maps}
 
 
-@pytest.fixture(params=["serve", "api"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def process(
     request: pytest.FixtureRequest, tmp_path: Path, module_upstream: FakeUpstream
 ) -> Iterator[ChatqServer]:
+    """`chatq serve` on SQLite, or `chatq api` (beside a worker) on PostgreSQL."""
     config = write_config(tmp_path / "chatq.toml", module_upstream.base_url)
-    running: AbstractContextManager[ChatqServer]
-    if request.param == "serve":
-        running = serving("sqlite", tmp_path, config)
-    else:
-        running = serving_apart(tmp_path, config)
-    with running as server:
+    with deployed(request.param, tmp_path, config) as server:
         yield server
 
 

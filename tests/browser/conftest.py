@@ -19,7 +19,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.acceptance.conftest import module_upstream, serving, serving_apart, write_config
+from tests.acceptance.conftest import deployed, module_upstream, write_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, create_key
 
@@ -45,12 +45,8 @@ def dashboard(
     `chatq worker` on PostgreSQL; with --access-log, so tests can read what it logged."""
     workdir = tmp_path_factory.mktemp("dashboard")
     config = write_config(workdir / "chatq.toml", module_upstream.base_url)
-    if request.param == "sqlite":
-        with serving("sqlite", workdir, config, "--access-log") as proc:
-            yield proc
-    else:
-        with serving_apart(workdir, config, "--access-log") as proc:
-            yield proc
+    with deployed(request.param, workdir, config, "--access-log") as proc:
+        yield proc
 
 
 def new_owner(server: ChatqServer, admin: bool = False) -> tuple[str, str]:
