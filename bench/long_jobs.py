@@ -74,6 +74,12 @@ class Scenario:
         return self.requests / self.in_flight * self.delay_s
 
 
+def parse_scenario(given: str, delay_s: float) -> Scenario:
+    """A --scenarios entry, REQUESTSxIN_FLIGHT."""
+    requests, in_flight = given.split("x")
+    return Scenario(int(requests), int(in_flight), delay_s)
+
+
 @dataclass(frozen=True)
 class Sample:
     wall_s: float
@@ -170,10 +176,7 @@ def main() -> int:
         runs, scenarios = 1, [Scenario(200, 100, 0.5)]
     else:
         runs = args.runs
-        scenarios = [
-            Scenario(int(given.split("x")[0]), int(given.split("x")[1]), args.delay)
-            for given in args.scenarios
-        ]
+        scenarios = [parse_scenario(given, args.delay) for given in args.scenarios]
     print(open_files_limit())
     table(
         "run",
