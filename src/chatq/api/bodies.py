@@ -80,15 +80,8 @@ async def json_body(http: Request) -> Any:
     raw = await http.body()
     if not raw:
         return None
-    content_type = http.headers.get("content-type")
-    if content_type:
-        message = email.message.Message()
-        message["content-type"] = content_type
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() != "application" or not (
-            subtype == "json" or subtype.endswith("+json")
-        ):
-            return raw
+    if not is_json(http):
+        return raw
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -97,6 +90,19 @@ async def json_body(http: Request) -> Any:
         raise _undecodable(exc.start, "the body is not UTF-8") from None
     except RecursionError:
         raise _undecodable(0, "nested too deeply") from None
+
+
+def is_json(http: Request) -> bool:
+    """Whether FastAPI would parse the body as JSON: no media type, or a JSON one."""
+    content_type = http.headers.get("content-type")
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 def _undecodable(position: int, why: str) -> RequestValidationError:

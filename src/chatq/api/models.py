@@ -88,13 +88,33 @@ WebhookUrl = Annotated[
 ]
 
 
+# The constraints of a create body's fields, written once: the models below and the batch
+# route's TypedDicts (api/fast_bodies.py) both check them.
+Role = Literal["system", "user", "assistant", "tool"]
+Content = str | list[dict[str, Any]] | None
+CONTENT = Field(description="Text, or a list of content chunks as Perplexity accepts them.")
+ModelName = Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        pattern=NO_NUL,
+        description="Replays with the same key and request return the same object.",
+    ),
+]
+STREAM_DESCRIPTION = (
+    "true: publish the text as it is generated, as delta events on the "
+    "request's event stream (the sync route: as chat.completion.chunk events). The "
+    "stored result is the whole response either way."
+)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = Field(
-        description="Text, or a list of content chunks as Perplexity accepts them."
-    )
+    role: Role
+    content: Annotated[Content, CONTENT]
 
 
 class ApiChatCompletionsRequest(BaseModel):
@@ -102,25 +122,14 @@ class ApiChatCompletionsRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
+    model: ModelName
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = Field(
-        default=None,
-        description="true: publish the text as it is generated, as delta events on the "
-        "request's event stream (the sync route: as chat.completion.chunk events). The "
-        "stored result is the whole response either way.",
-    )
+    stream: bool | None = Field(default=None, description=STREAM_DESCRIPTION)
 
 
 class AsyncApiChatCompletionsRequest(BaseModel):
     request: ApiChatCompletionsRequest
-    idempotency_key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_IDEMPOTENCY_KEY,
-        pattern=NO_NUL,
-        description="Replays with the same key and request return the same object.",
-    )
+    idempotency_key: IdempotencyKey = None
     webhook_url: WebhookUrl = None
     metadata: RequestMetadata | None = None
     priority: Priority = 0

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from chatq.api.context import ApiContext
 from chatq.api.errors import ApiError, has_non_finite
 from chatq.api.models import MAX_IDEMPOTENCY_KEY, ApiChatCompletionsRequest
-from chatq.domain import Job, Limits, Metadata, NewRequest
+from chatq.domain import JSON, Job, Limits, Metadata, NewRequest
 from chatq.store import IdempotencyConflict, LimitExceeded, UnstorableRequest
 from chatq.webhooks import InvalidWebhookUrl, check_webhook_url
 
@@ -38,9 +38,8 @@ async def submit(
     existing one that a replayed idempotency key names (with its own metadata and webhook).
     Its webhook is webhook_url, else the key's default. Over the key's limits: a 429 with
     Retry-After, and nothing stored."""
-    new = new_request(
-        ctx, owner, request, key, webhook_url, key_webhook, metadata, priority, limits
-    )
+    stored = request.model_dump(exclude_unset=True)
+    new = new_request(ctx, owner, stored, key, webhook_url, key_webhook, metadata, priority, limits)
     try:
         job, _created = await ctx.store.submit(new)
     except (IdempotencyConflict, LimitExceeded, UnstorableRequest) as exc:
@@ -51,7 +50,7 @@ async def submit(
 def new_request(
     ctx: ApiContext,
     owner: str,
-    request: ApiChatCompletionsRequest,
+    request: JSON,
     key: str | None,
     webhook_url: str | None = None,
     key_webhook: str | None = None,
@@ -60,21 +59,22 @@ def new_request(
     limits: Limits | None = None,
 ) -> NewRequest:
     """The request to store, once what the store cannot check is checked (the webhook URL,
-    the model, the numbers); an ApiError (400) if it is not fit to store."""
+    the model, the numbers); an ApiError (400) if it is not fit to store. request is the
+    validated chat request as a dict of the fields sent (what is stored)."""
     if webhook_url is not None:
         try:
             check_webhook_url(webhook_url)
         except InvalidWebhookUrl as exc:
             raise ApiError(400, str(exc), "invalid_webhook_url") from None
-    if ctx.models.route(request.model) is None:
+    model = request["model"]
+    if ctx.models.route(model) is None:
         served = ", ".join(ctx.models.models())
-        raise ApiError(400, f"unknown model {request.model!r}; served: {served}", "invalid_model")
-    stored = request.model_dump(exclude_unset=True)
-    if has_non_finite(stored):
+        raise ApiError(400, f"unknown model {model!r}; served: {served}", "invalid_model")
+    if has_non_finite(request):
         raise ApiError(400, "NaN and Infinity are not valid JSON numbers")
     return NewRequest.create(
         owner,
-        stored,
+        request,
         key,
         webhook_url=webhook_url if webhook_url is not None else key_webhook,
         webhook_named=webhook_url is not None,
