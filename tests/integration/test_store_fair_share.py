@@ -14,9 +14,9 @@ from tests.integration.stores import fresh_store, new_request
 LEASE = 30.0
 
 
-def new(content: str, owner: str, priority: int = 0) -> NewRequest:
+def new(content: str, owner: str, priority: int = 0, key: str | None = None) -> NewRequest:
     request = new_request(content, owner)
-    return NewRequest.create(owner, request.request, priority=priority)
+    return NewRequest.create(owner, request.request, key, priority=priority)
 
 
 async def submit_all(store: Store, *requests: NewRequest) -> None:
@@ -114,20 +114,10 @@ def mixed() -> list[NewRequest]:
 
 @pytest.mark.parametrize("backlog", [True, False], ids=["after-a-backlog", "empty-queue"])
 async def test_a_mixed_batch_takes_the_places_single_submits_take(
-    store: Store, dialect: str, tmp_path: Path, backlog: bool, request: pytest.FixtureRequest
+    store: Store, dialect: str, tmp_path: Path, backlog: bool
 ) -> None:
     """A batch of several owners' requests is claimed in the order the same requests
     submitted one at a time are: each takes its place in its owner's lane as it comes."""
-    if dialect == "postgres" and not backlog:
-        # A known difference, not yet fixed: strict, so that the fix shows as a pass.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="PostgreSQL's batch SUBMIT reads the queue's head once for its one "
-                "statement: into an empty queue each owner's first request starts at the same "
-                "head, where single submits chain them",
-            )
-        )
     (tmp_path / "singles").mkdir()
     async with fresh_store(dialect, tmp_path / "singles") as singles:
         for each in (store, singles):
@@ -143,3 +133,40 @@ async def test_a_mixed_batch_takes_the_places_single_submits_take(
     waiting = [f"a{i}" for i in range(2, 6)] if backlog else []
     waiting += [n.request["messages"][0]["content"] for n in mixed()]
     assert sorted(in_a_batch) == sorted(waiting)
+
+
+@pytest.mark.parametrize("held_waits", [True, False], ids=["held-waiting", "held-running"])
+async def test_replays_in_a_batch_take_no_place(
+    store: Store, dialect: str, tmp_path: Path, held_waits: bool
+) -> None:
+    """A batch's rows whose idempotency key is held already, by the table or by an earlier
+    row of the batch, are replays: they take no place in a lane, as one at a time. With the
+    held request running, the queue is empty and the batch's first row is a replay."""
+    batch = [
+        new("a-held", "a", key="held"),
+        new("b0", "b"),
+        new("a-dup", "a", key="dup"),
+        new("a-dup", "a", key="dup"),
+        new("a1", "a"),
+        new("c0", "c"),
+        new("a2", "a"),
+    ]
+    (tmp_path / "singles").mkdir()
+    async with fresh_store(dialect, tmp_path / "singles") as singles:
+        for each in (store, singles):
+            await each.submit(new("a-held", "a", key="held"))
+            if not held_waits:
+                assert len(await each.claim("w", 1, LEASE)) == 1
+        outcomes = await store.submit_many(batch)
+        assert [not isinstance(o, Exception) and o[1] for o in outcomes] == [
+            False,
+            True,
+            True,
+            False,
+            True,
+            True,
+            True,
+        ]
+        await submit_all(singles, *batch)
+        one_by_one = await claim_order(singles)
+    assert await claim_order(store) == one_by_one

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # requests take turns with the backlog of the others instead of queueing behind it (the
 # claim, below). Two processes submitting for one owner at once may give two requests the
 # same turn; the owner then has one turn more, once.
+# The places are those the same requests submitted one at a time would take (SQLite's store
+# places them so too): only the rows that will be inserted (fresh: their key held neither by
+# the table nor by an earlier row of the batch) count in a lane; and into an empty queue the
+# first of them is the head, which every other owner's first request then comes after.
 # Each statement names the always-true term of the partial index it is meant to use (see
 # migration 0007): the head of the queue from requests_waiting (vtime >= 0), the end of an
 # owner's lane from requests_owner_unfinished (created_at > 0), read backwards. Without
@@ -42,21 +46,33 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # (test_postgres_plans.py). MATERIALIZED: once per owner, not once per row.
 SUBMIT = f"""
 WITH new AS (
-    SELECT * FROM unnest(
+    SELECT *, n.idempotency_key IS NULL OR (
+        row_number() OVER (PARTITION BY n.owner, n.idempotency_key ORDER BY n.ord) = 1
+        AND NOT EXISTS (
+            SELECT 1 FROM requests AS r
+            WHERE r.owner = n.owner AND r.idempotency_key = n.idempotency_key
+        )
+    ) AS fresh
+    FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[],
         $9::text[], $10::text[], $11::int[]
     ) WITH ORDINALITY
-    AS new(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
-           metadata, priority, ord)
+    AS n(id, owner, model, request, request_hash, idempotency_key, stream, webhook_url,
+         metadata, priority, ord)
 ), head AS (
-    SELECT coalesce(min(vtime), 0) AS vtime FROM requests
+    SELECT min(vtime) AS vtime FROM requests
     WHERE status = 'CREATED' AND vtime >= 0
 ), lanes AS MATERIALIZED (
-    SELECT o.owner, greatest(head.vtime, coalesce((
-        SELECT r.vtime FROM requests AS r
-        WHERE r.owner = o.owner AND r.status = 'CREATED' AND r.created_at > 0
-        ORDER BY r.vtime DESC LIMIT 1
-    ), 0)) AS last
+    SELECT o.owner, greatest(
+        coalesce(head.vtime, CASE WHEN o.owner = (
+            SELECT owner FROM new WHERE fresh ORDER BY ord LIMIT 1
+        ) THEN 0 ELSE 1 END),
+        coalesce((
+            SELECT r.vtime FROM requests AS r
+            WHERE r.owner = o.owner AND r.status = 'CREATED' AND r.created_at > 0
+            ORDER BY r.vtime DESC LIMIT 1
+        ), 0)
+    ) AS last
     FROM (SELECT DISTINCT owner FROM new) AS o, head
 )
 INSERT INTO requests
@@ -64,7 +80,7 @@ INSERT INTO requests
      webhook_url, metadata, priority, vtime)
 SELECT new.id, new.owner, model, 'CREATED', request, request_hash, idempotency_key, $7, stream,
     webhook_url, metadata, priority,
-    lanes.last + row_number() OVER (PARTITION BY new.owner ORDER BY ord)
+    lanes.last + count(*) FILTER (WHERE fresh) OVER (PARTITION BY new.owner ORDER BY ord)
 FROM new JOIN lanes ON lanes.owner = new.owner
 ORDER BY ord
 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
