@@ -86,6 +86,8 @@ def model_file(config: BackendConfig) -> Path:
 
 def load_exclusively(load: Callable[[], T]) -> T:
     """load() while no other model loads in this process (see _LOADING)."""
+    import llama_cpp  # noqa: F401  (opens the /dev/null files that the next line closes at exit)
+
     with _LOADING:
         _close_devnull_at_exit()
         return load()

@@ -419,8 +419,11 @@ class _Engine:
             )
             self._free_ids.remove(seq_id)
         cached = self._cached.pop(seq_id, [])
-        # The prompt's last token is always read again: its logits give the first answer.
-        reused = min(_common_start(cached, prompt), len(prompt) - 1)
+        # At least the prompt's last two tokens are read again: the last one's logits give
+        # the first token of the answer, and llama.cpp computes a lone token's slightly
+        # differently from one among others (another kernel), so that a prompt read whole
+        # from the cache could answer otherwise than the same prompt read afresh.
+        reused = max(0, min(_common_start(cached, prompt), len(prompt) - 2))
         if not self._ll.llama_memory_seq_rm(self._memory, seq_id, reused, -1):
             self._ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
             reused = 0
