@@ -92,9 +92,7 @@ async def test_concurrent_requests_give_one_greedy_answer(local: Backend) -> Non
     answers = await asyncio.gather(
         *(local.run(f"c{i}", ask(max_tokens=12, temperature=0, seed=1)) for i in range(6))
     )
-    assert len({text(a) for a in answers}) == 1, (
-        "same prompt, same greedy answer"
-    )
+    assert len({text(a) for a in answers}) == 1, "same prompt, same greedy answer"
 
 
 async def test_a_prompt_longer_than_the_context_fails_then_work_goes_on(

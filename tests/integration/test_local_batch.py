@@ -11,6 +11,7 @@ from contextlib import aclosing
 
 import pytest
 
+from chatq.backends.base import TextSink
 from chatq.backends.local import LocalBackend, local_model_available
 from chatq.backends.local_batch import LocalBatchBackend
 from chatq.config import BackendConfig
@@ -51,6 +52,11 @@ def ask(content: str, max_tokens: int = 24) -> JSON:
         "max_tokens": max_tokens,
         "temperature": 0,
     }
+
+
+def sets(event: asyncio.Event) -> TextSink:
+    """A sink that tells, by event, that the first piece has come."""
+    return lambda _: event.set()
 
 
 def answer(response: JSON) -> tuple[str, JSON, str]:
@@ -98,9 +104,7 @@ async def test_a_cancelled_request_frees_its_sequence_while_the_others_go_on() -
     async with aclosing(LocalBatchBackend(config(parallel=2))) as two:
         started = [asyncio.Event(), asyncio.Event()]
         long = [
-            asyncio.create_task(
-                two.run(f"long{i}", ask(COUNT, max_tokens=1000), lambda _, e=event: e.set())
-            )
+            asyncio.create_task(two.run(f"long{i}", ask(COUNT, max_tokens=1000), sets(event)))
             for i, event in enumerate(started)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), timeout=90)
