@@ -1,18 +1,24 @@
 """The local model with batched decoding: concurrent requests decoded together, in one batch.
 
-A small model on a CPU spends each token reading all its weights; decoding eight sequences
-in one llama_decode reads them once for the eight. So one llama.cpp context holds up to
-`parallel` sequences, each with its own `context_size` cells of the KV cache (n_seq_max =
-parallel, not unified), and one thread of ours loops: admit waiting requests (each prompt
-is read as its own sequence, in chunks that share the step with the others' tokens), one
-llama_decode for every active sequence's next token, one sample per sequence, and a
-finished or cancelled sequence's cells are freed for the next request. llama.cpp itself
-uses every core inside each decode. The engine talks to llama.cpp through llama-cpp-python's
-low-level API (the `llama_cpp` module's C functions) and borrows only the chat formatting
-of its high-level layer, so that prompts are rendered exactly as `Llama` renders them.
+A small model on a CPU spends each token on its weights; decoding several sequences in one
+llama_decode reads each weight once for all of them. Requests are spread over one llama.cpp
+context per core (single-threaded: a two-threaded decode stalls whenever another process
+takes one of the cores), each context holding up to its share of `parallel` sequences in one
+pool of KV cells (unified, so that sequences share the cells of a common start, such as the
+chat template's system prompt). One thread per context loops: admit waiting requests (the
+prompt is read as its own sequence, in chunks that share the step with the others' tokens),
+one llama_decode for every active sequence's next token, one sample per sequence; a
+finished or cancelled sequence keeps its cells for the next prompt that starts the same way.
+The engine talks to llama.cpp through llama-cpp-python's low-level API (the `llama_cpp`
+module's C functions) and borrows only the chat formatting of its high-level layer, so that
+prompts are rendered exactly as `Llama` renders them, and samples as `Llama` does.
+
+Greedy answers: one request alone answers as the contexts engine does; decoded together, a
+near tie between two tokens may go the other way (llama.cpp's softmax sums over the other
+sequences' masked cells too, in another order).
 
 The loop's results reach the event loop through a concurrent Future and
-loop.call_soon_threadsafe, as the pool engine's (local.py) do.
+loop.call_soon_threadsafe, as the contexts engine's (local.py) do.
 """
 
 from __future__ import annotations
@@ -318,7 +324,10 @@ class _Engine:
         params.n_batch = _BATCH
         params.n_ubatch = _BATCH
         params.n_seq_max = sequences
-        params.kv_unified = False  # each sequence its own context_size cells
+        # One pool of cells for all the sequences, so that they can share the cells of a
+        # common start (a chat template's system prompt). No overflow: each sequence holds
+        # at most context_size positions, shared cells once.
+        params.kv_unified = True
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
@@ -411,21 +420,35 @@ class _Engine:
         )
 
     def _sequence_for(self, prompt: list[int]) -> tuple[int, int]:
-        """A free sequence for this prompt: the one whose cached tokens share the longest
-        start with it; and how many of its tokens are already in the KV cache."""
+        """A free sequence for this prompt, and how many of its tokens are already in the
+        KV cache: those it holds itself (the free sequence whose cached tokens start the
+        most like it), or those another sequence of this context holds (its cells then
+        count for both: llama.cpp shares them, it does not copy them)."""
         with self._batcher.lock:
             seq_id = max(
                 self._free_ids, key=lambda s: _common_start(self._cached.get(s, []), prompt)
             )
             self._free_ids.remove(seq_id)
-        cached = self._cached.pop(seq_id, [])
         # At least the prompt's last two tokens are read again: the last one's logits give
         # the first token of the answer, and llama.cpp computes a lone token's slightly
         # differently from one among others (another kernel), so that a prompt read whole
         # from the cache could answer otherwise than the same prompt read afresh.
-        reused = max(0, min(_common_start(cached, prompt), len(prompt) - 2))
-        if not self._ll.llama_memory_seq_rm(self._memory, seq_id, reused, -1):
-            self._ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        most = max(0, len(prompt) - 2)
+        own = min(_common_start(self._cached.pop(seq_id, []), prompt), most)
+        holders = [*self._cached.items(), *((a.seq_id, a.history) for a in self._active)]
+        source, shared = max(
+            ((s, min(_common_start(history, prompt), most)) for s, history in holders),
+            key=lambda holder: holder[1],
+            default=(seq_id, 0),
+        )
+        memory = self._memory
+        if shared > own:
+            self._ll.llama_memory_seq_rm(memory, seq_id, -1, -1)
+            self._ll.llama_memory_seq_cp(memory, source, seq_id, 0, shared)
+            return seq_id, shared
+        reused = own
+        if not self._ll.llama_memory_seq_rm(memory, seq_id, reused, -1):
+            self._ll.llama_memory_seq_rm(memory, seq_id, -1, -1)
             reused = 0
         return seq_id, reused
 
