@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 
-from chatq.backends.base import TextSink
+from chatq.backends.base import TextSink, TransientError
 from chatq.backends.local import LocalBackend, local_model_available
-from chatq.backends.local_batch import LocalBatchBackend
+from chatq.backends.local_batch import LocalBatchBackend, _Engine
 from chatq.config import BackendConfig
 from chatq.domain import JSON
 
@@ -153,3 +154,23 @@ async def test_a_prompt_that_starts_like_the_last_answers_as_on_a_fresh_engine()
         reused = answer(await warm.run("2", follow_up))
     async with aclosing(LocalBatchBackend(config(parallel=1))) as fresh:
         assert answer(await fresh.run("3", follow_up)) == reused
+
+
+async def test_a_fault_in_a_step_fails_the_calls_in_flight_and_the_engine_serves_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    take = _Engine._take
+    faults = [RuntimeError("a bug of ours")]
+
+    def faulty(engine: _Engine, sequence: Any, token: int) -> None:
+        if faults:
+            raise faults.pop()
+        take(engine, sequence, token)
+
+    monkeypatch.setattr(_Engine, "_take", faulty)
+    async with aclosing(LocalBatchBackend(config(parallel=1))) as one:
+        with pytest.raises(TransientError, match="batch engine failed"):
+            await one.run("faulty", ask(PROMPTS[3], max_tokens=8))
+        text, usage, _ = answer(await one.run("next", ask(PROMPTS[3], max_tokens=8)))
+    assert text.strip() and 0 < usage["completion_tokens"] <= 8
+    assert "the batch engine failed a step" in caplog.text

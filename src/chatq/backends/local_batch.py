@@ -372,12 +372,18 @@ class _Engine:
                 while self._admissible():
                     admitted.append(batcher.waiting.popleft())
                     self.load += 1
-            for job in admitted:
-                self._admit(job)
-            for sequence in [s for s in self._active if s.job.stop.is_set()]:
-                self._finish(sequence, None, stopped=True)
-            if self._active:
-                self._step()
+            try:
+                for job in admitted:
+                    self._admit(job)
+                for sequence in [s for s in self._active if s.job.stop.is_set()]:
+                    self._finish(sequence, None, stopped=True)
+                if self._active:
+                    self._step()
+            except Exception:
+                # A fault of ours must not end the thread, which would leave every call
+                # waiting: the calls in flight fail (retryable), the next ones run.
+                log.exception("the batch engine failed a step")
+                self._fail_all(TransientError("the local model's batch engine failed"))
         for sequence in list(self._active):
             self._finish(sequence, None, stopped=True)
 
@@ -515,15 +521,16 @@ class _Engine:
         if status != 0:
             # 1: no room in the KV cache (cannot happen: each sequence has its own cells);
             # below 0: llama.cpp failed. Every sequence in the batch is lost with it.
-            for sequence in list(self._active):
-                sequence.history.clear()  # what the KV cache holds for it is unknown
-                self._finish(
-                    sequence, TransientError(f"llama_decode failed ({status})"), stopped=False
-                )
+            self._fail_all(TransientError(f"llama_decode failed ({status})"))
             return
         for sequence, index in outputs:
             token = self._ll.llama_sampler_sample(sequence.sampler, self._ctx, index)
             self._take(sequence, token)
+
+    def _fail_all(self, error: TransientError) -> None:
+        for sequence in list(self._active):
+            sequence.history.clear()  # what the KV cache holds for it is unknown
+            self._finish(sequence, error)
 
     def _take(self, sequence: _Sequence, token: int) -> None:
         """A sampled token: end of turn, or a piece of the answer (which may end it)."""
