@@ -59,7 +59,8 @@ _BATCH = 512
 
 
 class LocalBatchBackend:
-    """The `local` backend's batched engine (engine = "batch", the default)."""
+    """The `local` backend's batched engine (engine = "batch"); lanes: the contexts the
+    sequences are spread over (default: one per core, each single-threaded)."""
 
     def __init__(self, config: BackendConfig, lanes: int | None = None) -> None:
         self.name = config.name
