@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -55,6 +55,12 @@ class BackendConfig(_Strict):
     model_path: str | None = None  # local: a GGUF file (default: SmolLM2 from the local extra)
     context_size: int = Field(default=2048, ge=128, description="local: context window, tokens")
     max_concurrency: int = Field(default=64, ge=1)
+    # local: "batch" decodes concurrent requests together in one llama.cpp context, up to
+    # `parallel` at a time; "contexts" gives each request a context of its own, one per core.
+    engine: Literal["batch", "contexts"] = "contexts"
+    parallel: int = Field(
+        default=8, ge=1, le=256, description="local, batch engine: requests decoded together"
+    )
     timeout_s: float = Field(default=600.0, gt=0)
     # By model name or glob pattern (exact names first, then patterns in file order): fills
     # usage.cost of a response whose upstream reported none.

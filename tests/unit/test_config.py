@@ -76,6 +76,16 @@ timeout_s = 60
             {},
             "backend names must be unique; repeated: x",
         ),
+        (
+            "[[backends]]\nname='x'\ntype='local'\nmodels=['m']\nengine='gpu'\n",
+            {},
+            "backends.0.engine: Input should be 'batch' or 'contexts'",
+        ),
+        (
+            "[[backends]]\nname='x'\ntype='local'\nmodels=['m']\nparallel=0\n",
+            {},
+            "backends.0.parallel: Input should be greater than or equal to 1",
+        ),
         ("log_level = 'loud'\n", {}, "log_level"),
         ("log_format = 'xml'\n", {}, "log_format: Input should be 'text' or 'json'"),
         ("[[backends]]\nname='x'\ntype='echo'\nmodels=[]\n", {}, "backends.0.models"),
@@ -91,6 +101,15 @@ def test_bad_config_says_what_to_fix(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         build_settings({"config": write(tmp_path, text)}, env)
+
+
+def test_local_engine_from_file(tmp_path: Path) -> None:
+    text = "[[backends]]\nname='x'\ntype='local'\nmodels=['m']\n"
+    (default,) = build_settings({}, {"CHATQ_CONFIG": write(tmp_path, text)}).backends
+    assert (default.engine, default.parallel) == ("contexts", 8)
+    chosen = text + "engine='batch'\nparallel=4\n"
+    (batch,) = build_settings({}, {"CHATQ_CONFIG": write(tmp_path, chosen)}).backends
+    assert (batch.engine, batch.parallel) == ("batch", 4)
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

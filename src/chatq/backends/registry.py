@@ -19,9 +19,13 @@ def _echo(config: BackendConfig) -> Backend:
 
 
 def _local(config: BackendConfig) -> Backend:
-    from chatq.backends.local import LocalBackend
+    if config.engine == "contexts":
+        from chatq.backends.local import LocalBackend
 
-    return LocalBackend(config)
+        return LocalBackend(config)
+    from chatq.backends.local_batch import LocalBatchBackend
+
+    return LocalBatchBackend(config)
 
 
 def _openai(config: BackendConfig) -> Backend:
