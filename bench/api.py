@@ -2,7 +2,8 @@
 
 For each store (SQLite, PostgreSQL), `chatq api` and bench/ceiling.py run on the same
 uvicorn settings; wrk drives each with 64 connections: submit (POST), get-one, list with
-limit 20 and 100. Each figure is the median of --runs runs; the ratio is chatq / ceiling.
+limit 20 and 100. Each figure is the median of --runs runs; the ratio is chatq / ceiling
+(the median rates' ratio), and each run's own ratio is printed beside it.
 
     apt-get install wrk        # the load generator
     python bench/api.py       # about 4 minutes; --quick for a smoke run
@@ -87,6 +88,7 @@ def main() -> int:
         "chatq p99 ms",
         "ceiling req/s",
         "ceiling p99 ms",
+        "ratio per run",
         "ratio",
     )
     stacks = set()
@@ -100,6 +102,8 @@ def main() -> int:
             ours, ours_p99, bare, bare_p99 = (
                 statistics.median(s[name][i] for s in samples) for i in range(4)
             )
+            # The spread: each run's own ratio, its two sides measured one after the other.
+            per_run = ", ".join(f"{s[name][0] / s[name][2]:.2f}" for s in samples)
             row(
                 store,
                 name,
@@ -107,6 +111,7 @@ def main() -> int:
                 f"{ours_p99:.1f}",
                 f"{bare:,.0f}",
                 f"{bare_p99:.1f}",
+                per_run,
                 f"{ours / bare:.2f}",
             )
     print("\n" + "\n".join(sorted(stacks)))

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 import chatq
 from chatq.api.access_log import AccessLog
@@ -19,6 +20,7 @@ from chatq.api.context import ApiContext
 from chatq.api.docs import install_docs
 from chatq.api.errors import install_error_handlers
 from chatq.api.health import health_routes
+from chatq.api.hot import HotRoutes
 from chatq.api.limits import BodyLimit
 from chatq.api.metrics import HttpMetrics, metrics_routes
 from chatq.api.model_list import model_routes
@@ -49,7 +51,7 @@ def create_app(
     async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(
+    app = ChatqApp(
         title="chatq",
         version=chatq.__version__,
         description="Asynchronous chat completions, wire-compatible with Perplexity's async API.",
@@ -61,6 +63,7 @@ def create_app(
     app.add_middleware(HttpMetrics)  # outside BodyLimit: it counts the 413s too
     if access_log:
         app.add_middleware(AccessLog)  # added last: it runs first, and sees even a 413
+    # (the hot routes, served in front of all this, time and log themselves: api/hot.py)
     app.state.context = context
     app.state.started_at = int(time.time())
     install_error_handlers(app)
@@ -84,7 +87,21 @@ def create_app(
         for route in (*app.router.routes, *(r for router in routers for r in router.routes))
         if isinstance(route, Route)
     ]
+    app.hot = HotRoutes(context, app.state.api_routes, max_request_bytes, access_log)
     return app
+
+
+class ChatqApp(FastAPI):
+    """FastAPI, with the hot routes answered before its own machinery (api/hot.py)."""
+
+    hot: HotRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.hot is not None:
+            scope["app"] = self
+            if await self.hot.served(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _customize_openapi(app: FastAPI, context: ApiContext) -> None:

@@ -38,8 +38,12 @@ class Caller:
 
 
 async def authenticate(request: Request) -> Caller:
-    ctx: ApiContext = request.app.state.context
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return await caller(request.app.state.context, request.headers.get("authorization", ""))
+
+
+async def caller(ctx: ApiContext, authorization: str) -> Caller:
+    """Who sends an Authorization header's value; an ApiError (401) if nobody."""
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <api key>'")
     if len(key) > _MAX_KEY_CHARS or not key.isascii():

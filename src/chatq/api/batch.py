@@ -38,7 +38,7 @@ async def create_batch(caller: Authenticated, http: Request) -> Response:
             400,
             "a batch takes no Idempotency-Key header: give each item its own idempotency_key",
         )
-    items = fast_fields(await http.body()) if is_json(http) else None
+    items = fast_fields(await http.body()) if is_json(http.headers.get("content-type")) else None
     if items is None:
         items = model_fields(await json_body(http))
     results: list[Result | None] = [None] * len(items)

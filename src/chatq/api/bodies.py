@@ -77,10 +77,14 @@ def chat_body(body: Any) -> ApiChatCompletionsRequest:
 async def json_body(http: Request) -> Any:
     """The body parsed as FastAPI parses a JSON body: raw bytes for a media type that is not
     JSON, None for no body, a 422 for JSON that does not parse."""
-    raw = await http.body()
+    return parsed_json(await http.body(), http.headers.get("content-type"))
+
+
+def parsed_json(raw: bytes, content_type: str | None) -> Any:
+    """A body sent with content_type, parsed as json_body says."""
     if not raw:
         return None
-    if not is_json(http):
+    if not is_json(content_type):
         return raw
     try:
         return json.loads(raw)
@@ -92,10 +96,9 @@ async def json_body(http: Request) -> Any:
         raise _undecodable(0, "nested too deeply") from None
 
 
-def is_json(http: Request) -> bool:
-    """Whether FastAPI would parse the body as JSON: no media type, or a JSON one."""
-    content_type = http.headers.get("content-type")
-    if not content_type:
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI would parse a body of content_type as JSON: none, or a JSON type."""
+    if not content_type or content_type == "application/json":  # the usual one needs no parse
         return True
     message = email.message.Message()
     message["content-type"] = content_type

@@ -75,39 +75,51 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        detail = jsonable_encoder(exc.errors())
-        content_type = request.headers.get("content-type")
-        if content_type is not None and not is_json_media_type(content_type):
-            # FastAPI leaves a non-JSON body unparsed, so its error would say only that the
-            # body is not an object (curl -d sends application/x-www-form-urlencoded).
-            for item in detail:
-                if tuple(item.get("loc", ())) == ("body",):
-                    item["msg"] = (
-                        f"the body must be JSON, sent with Content-Type: application/json "
-                        f"(this request's Content-Type is {content_type!r})"
-                    )
-        try:
-            json.dumps(detail, allow_nan=False, ensure_ascii=False).encode()
-        except ValueError:
-            # The input echoed back holds NaN or Infinity, which JSON cannot carry, or a lone
-            # surrogate, which UTF-8 cannot (UnicodeEncodeError is a ValueError).
-            detail = [{k: v for k, v in item.items() if k != "input"} for item in detail]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return invalid_response(exc, request.headers.get("content-type"))
 
     async def on_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("store unavailable: %s", exc)
-        return error_response(503, "the database is unavailable; retry shortly")
+        return unavailable_response(exc)
 
     async def on_anything(_: Request, exc: Exception) -> JSONResponse:
-        # Logged in full here; the client gets no stack trace.
-        log.error("unhandled error", exc_info=exc)
-        return error_response(500, "internal error")
+        return unexpected_response(exc)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(Exception, on_anything)
+
+
+def invalid_response(exc: RequestValidationError, content_type: str | None) -> JSONResponse:
+    """FastAPI's 422 for exc, for a request sent with content_type."""
+    detail = jsonable_encoder(exc.errors())
+    if content_type is not None and not is_json_media_type(content_type):
+        # FastAPI leaves a non-JSON body unparsed, so its error would say only that the
+        # body is not an object (curl -d sends application/x-www-form-urlencoded).
+        for item in detail:
+            if tuple(item.get("loc", ())) == ("body",):
+                item["msg"] = (
+                    f"the body must be JSON, sent with Content-Type: application/json "
+                    f"(this request's Content-Type is {content_type!r})"
+                )
+    try:
+        json.dumps(detail, allow_nan=False, ensure_ascii=False).encode()
+    except ValueError:
+        # The input echoed back holds NaN or Infinity, which JSON cannot carry, or a lone
+        # surrogate, which UTF-8 cannot (UnicodeEncodeError is a ValueError).
+        detail = [{k: v for k, v in item.items() if k != "input"} for item in detail]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def unavailable_response(exc: Exception) -> JSONResponse:
+    log.warning("store unavailable: %s", exc)
+    return error_response(503, "the database is unavailable; retry shortly")
+
+
+def unexpected_response(exc: Exception) -> JSONResponse:
+    # Logged in full here; the client gets no stack trace.
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal error")
 
 
 def allowed_methods(request: Request) -> str:

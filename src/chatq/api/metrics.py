@@ -30,8 +30,13 @@ class HttpMetrics(TimedRequests):
     request ids), method and status."""
 
     def finished(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"] if scope["method"] in _METHODS else "other"
-        metrics.HTTP_DURATION.labels(route_template(scope), method, str(status)).observe(seconds)
+        observe_http(scope, status, seconds)
+
+
+def observe_http(scope: Scope, status: int, seconds: float) -> None:
+    """One HTTP request's duration, by route template, method and status."""
+    method = scope["method"] if scope["method"] in _METHODS else "other"
+    metrics.HTTP_DURATION.labels(route_template(scope), method, str(status)).observe(seconds)
 
 
 def route_template(scope: Scope) -> str:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from chatq.api.auth import SECURED, Authenticated
+from chatq.api.auth import SECURED, Authenticated, Caller
 from chatq.api.batch import create_batch
 from chatq.api.bodies import create_body
 from chatq.api.errors import ApiError, error_responses, sse_event_schema
@@ -22,6 +22,7 @@ from chatq.api.models import (
     CREATE_BODY_SCHEMA,
     NO_NUL,
     AsyncApiChatCompletionsBatchResponse,
+    AsyncApiChatCompletionsRequest,
     AsyncApiChatCompletionsResponse,
     ListAsyncApiChatCompletionsResponse,
     SubmittedRequest,
@@ -30,6 +31,7 @@ from chatq.api.pagination import InvalidToken, OtherFilters
 from chatq.api.submission import IDEMPOTENCY_HEADER, idempotency_key, submit
 from chatq.api.waiting import MAX_WAIT_S, preferred_wait, unless_disconnected, until_finished
 from chatq.api.webhooks import WebhookDelivery, request_webhook
+from chatq.domain import ListFilter
 from chatq.objects import full_object, summary
 
 # The two path families, and what their operation ids end with in the OpenAPI document.
@@ -241,6 +243,15 @@ def async_routes(prefix: str) -> APIRouter:
 
 async def create(caller: Authenticated, http: Request) -> JSONResponse:
     body = await create_body(http)
+    found, headers = await created(caller, body, http)
+    return JSONResponse(found, headers=headers)
+
+
+async def created(
+    caller: Caller, body: AsyncApiChatCompletionsRequest, http: Request
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """What a create answers for body (its headers read from http): the request's full
+    object, and the response's own headers."""
     key = idempotency_key(http, body.idempotency_key)
     job = await submit(
         caller.ctx,
@@ -261,8 +272,8 @@ async def create(caller: Authenticated, http: Request) -> JSONResponse:
         if connected and waited is not None:
             job = waited
     if wait is not None and job.finished:
-        return JSONResponse(full_object(job), headers={"Preference-Applied": f"wait={wait:g}"})
-    return JSONResponse(full_object(job))
+        return full_object(job), {"Preference-Applied": f"wait={wait:g}"}
+    return full_object(job), None
 
 
 async def list_requests(
@@ -299,8 +310,15 @@ async def list_requests(
         ),
     ] = None,
 ) -> JSONResponse:
-    owner, ctx = caller.owner, caller.ctx
     narrowed = list_filter(http, model, created_after, created_before)
+    return JSONResponse(await page_of(caller, limit, next_token, narrowed))
+
+
+async def page_of(
+    caller: Caller, limit: int, next_token: str | None, narrowed: ListFilter
+) -> dict[str, Any]:
+    """A list page: the caller's requests that narrowed lets through, newest first."""
+    owner, ctx = caller.owner, caller.ctx
     scope = narrowed.scope()
     before: int | None = None
     if next_token is not None:
@@ -320,7 +338,7 @@ async def list_requests(
             ) from None
     page, more = await ctx.store.list_page(owner, limit, before, narrowed)
     token = ctx.tokens.encode(owner, page[-1].seq, scope) if more and page else None
-    return JSONResponse({"requests": [summary(s) for s in page], "next_token": token})
+    return {"requests": [summary(s) for s in page], "next_token": token}
 
 
 async def get_request(
@@ -338,28 +356,28 @@ async def get_request(
     else:
         job = await store.get(caller.owner, api_request)
     if job is None:
-        raise _not_found(api_request)
+        raise not_found(api_request)
     return JSONResponse(full_object(job))
 
 
 async def get_submitted(api_request: str, caller: Authenticated) -> JSONResponse:
     found = await caller.ctx.store.submitted(caller.owner, api_request)
     if found is None:
-        raise _not_found(api_request)
+        raise not_found(api_request)
     return JSONResponse({"id": api_request, "request": found.request, "attempts": found.attempts})
 
 
 async def cancel_request(api_request: str, caller: Authenticated) -> JSONResponse:
     job = await caller.ctx.store.cancel(caller.owner, api_request)
     if job is None:
-        raise _not_found(api_request)
+        raise not_found(api_request)
     return JSONResponse(full_object(job))
 
 
 async def delete_request(api_request: str, caller: Authenticated) -> Response:
     deleted = await caller.ctx.store.delete(caller.owner, api_request)
     if deleted is None:
-        raise _not_found(api_request)
+        raise not_found(api_request)
     if not deleted:
         raise ApiError(
             409, f"request {api_request!r} has not finished: cancel it first", "conflict"
@@ -379,7 +397,7 @@ async def request_events(api_request: str, caller: Authenticated, http: Request)
                 400, "Last-Event-ID is not the id of an event of this request", "invalid_event_id"
             ) from None
     if await ctx.store.get(owner, api_request) is None:
-        raise _not_found(api_request)
+        raise not_found(api_request)
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         async for event in events_of(ctx.store, owner, api_request, after, summary, full_object):
@@ -393,5 +411,5 @@ async def request_events(api_request: str, caller: Authenticated, http: Request)
     return EventSourceResponse(frames(), headers={"X-Accel-Buffering": "no"})
 
 
-def _not_found(api_request: str) -> ApiError:
+def not_found(api_request: str) -> ApiError:
     return ApiError(404, f"no async chat completion request {api_request!r}")

@@ -106,7 +106,11 @@ def idempotency_key(http: Request, in_body: str | None = None) -> str | None:
 
     The header is read by hand: a FastAPI Header parameter showed in the submit profile
     (benchmarks.md)."""
-    header = http.headers.get("idempotency-key")
+    return idempotency_key_of(http.headers.get("idempotency-key"), in_body)
+
+
+def idempotency_key_of(header: str | None, in_body: str | None = None) -> str | None:
+    """The idempotency key of the body or of an Idempotency-Key header's value."""
     if header is not None and not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY:
         problem = "string_too_short" if not header else "string_too_long"
         raise RequestValidationError(

@@ -63,6 +63,9 @@ SubmitOutcome = tuple[Job, bool] | Exception
 Statement = tuple[str, Sequence[Any]]
 
 _MAX_SUBMIT_BATCH = 512
+# The longest unfiltered list page read as a small read (_read_small): a page of 100 is an
+# index range of 101 rows, read in well under a millisecond.
+_SMALL_PAGE = 100
 # How often watched requests are read again when no notification can be relied on.
 WATCH_POLL_S = 0.5
 
@@ -102,6 +105,11 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     async def _read(self, sql: str, *args: Any) -> list[Any]:
         """Rows of a statement that writes nothing."""
+
+    async def _read_small(self, sql: str, *args: Any) -> list[Any]:
+        """Rows of a statement that writes nothing and reads little (an indexed lookup, a
+        short page): a dialect may read it more cheaply than _read."""
+        return await self._read(sql, *args)
 
     @abc.abstractmethod
     async def _write(self, sql: str, *args: Any) -> list[Any]:
@@ -223,7 +231,7 @@ class SqlStore(abc.ABC):
         return outcomes
 
     async def get(self, owner: str, request_id: str) -> Job | None:
-        rows = await self._read(q.GET, owner, request_id)
+        rows = await self._read_small(q.GET, owner, request_id)
         return job_from_row(rows[0]) if rows else None
 
     async def submitted(self, owner: str, request_id: str) -> Submitted | None:
@@ -236,10 +244,11 @@ class SqlStore(abc.ABC):
         if not narrowed.empty:
             sql, args = q.filtered_list(owner, narrowed, before_seq, limit, self.METADATA_MATCH)
             return page_from_rows(await self._read(sql, *args), limit)
+        read = self._read_small if limit <= _SMALL_PAGE else self._read
         if before_seq is None:
-            rows = await self._read(q.LIST_FIRST_PAGE, owner, limit + 1)
+            rows = await read(q.LIST_FIRST_PAGE, owner, limit + 1)
         else:
-            rows = await self._read(q.LIST_PAGE_BEFORE, owner, before_seq, limit + 1)
+            rows = await read(q.LIST_PAGE_BEFORE, owner, before_seq, limit + 1)
         return page_from_rows(rows, limit)
 
     # ---- requests, as workers see them

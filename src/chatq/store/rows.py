@@ -30,11 +30,16 @@ from chatq.domain import (
 MAX_ACCOUNTED_TOKENS = 2**31 - 1
 
 
+# A status column's value to its Status: a dict lookup, where Status(value) is an Enum call
+# (about a microsecond, paid by every row of a list page).
+_STATUSES = {status.value: status for status in Status}
+
+
 def summary_values(
     row: Any,
 ) -> tuple[int, str, str, Status, float, float | None, float | None, float | None, Metadata]:
     metadata: Metadata = orjson.loads(row[8]) if row[8] is not None else {}
-    return (row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7], metadata)
+    return (row[0], row[1], row[2], _STATUSES[row[3]], row[4], row[5], row[6], row[7], metadata)
 
 
 def summary_from_row(row: Any) -> Summary:
@@ -43,8 +48,7 @@ def summary_from_row(row: Any) -> Summary:
 
 def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
     """A list page from up to limit + 1 rows: the extra row only says that more exist."""
-    page = [summary_from_row(r) for r in rows]
-    return page[:limit], len(page) > limit
+    return [summary_from_row(r) for r in rows[:limit]], len(rows) > limit
 
 
 def job_from_row(row: Any) -> Job:

@@ -17,6 +17,8 @@ STATUS_CHANNEL = "chatq_status"
 TEXT_CHANNEL = "chatq_text"
 CANCEL_CHANNEL = "chatq_cancel"
 WEBHOOK_CHANNEL = "chatq_webhook"  # a delivery is due (migration 0003)
+# Concurrent gets, read together (PostgresStore.get): each row's owner is checked by the caller.
+GET_MANY = f"SELECT {JOB_COLUMNS} FROM requests WHERE id = ANY($1::text[])"
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('chatq_migrate'))"
 
 CREATE_MIGRATIONS_TABLE = """

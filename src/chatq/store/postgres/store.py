@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from chatq.domain import JSON, NewRequest, Status, TextPiece
+from chatq.domain import JSON, Job, NewRequest, Status, TextPiece
+from chatq.group_commit import GroupCommit
 from chatq.json_text import dumps
 from chatq.store import queries as shared
 from chatq.store.admission import Admission
@@ -47,6 +48,7 @@ _LISTENER_NAME = "chatq-listener"
 _LISTENER_CHECK_S = 5.0
 _RECONNECT_MAX_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0
+_MAX_GET_BATCH = 256
 
 
 async def _leave_session_as_is(_: asyncpg.Connection) -> None:
@@ -76,6 +78,9 @@ class PostgresStore(SqlStore):
         self._wanted: set[str] = set()  # the channels this process waits on
         self._heard: set[str] = set()  # those the live listening connection listens on
         self._listener_poke = asyncio.Event()  # channels wanted, or the connection lost
+        self._gets: GroupCommit[tuple[str, str], Job | None] = GroupCommit(
+            self._get_batch, _MAX_GET_BATCH
+        )
         self._handlers: dict[str, Callable[..., None]] = {
             q.WORK_CHANNEL: self._on_work,
             q.CANCEL_CHANNEL: self._on_cancel,
@@ -107,6 +112,19 @@ class PostgresStore(SqlStore):
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    # ---- reads the API makes most
+
+    async def get(self, owner: str, request_id: str) -> Job | None:
+        """Gets that arrive while one is being read are read together, in one query: under
+        load a get cost a pool checkout and a round trip of its own. A get waits for no
+        read that started before it, so it sees every commit made before it was asked."""
+        return await self._gets.write((owner, request_id))
+
+    async def _get_batch(self, wanted: list[tuple[str, str]]) -> list[Job | None]:
+        rows = await self._read(q.GET_MANY, list({request_id for _, request_id in wanted}))
+        jobs = {(job.owner, job.id): job for job in map(job_from_row, rows)}
+        return [jobs.get(key) for key in wanted]
 
     # ---- primitives
 

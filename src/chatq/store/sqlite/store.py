@@ -71,6 +71,15 @@ class _Connection:
         self._executor.shutdown(wait=True)
 
 
+def _inline_connection(path: str) -> sqlite3.Connection:
+    """A read-only connection for small reads on the event loop's thread: it never waits
+    for a lock (busy_timeout 0), so it cannot stall the loop on one."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=0")
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
 def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -98,10 +107,17 @@ class SqliteStore(SqlStore):
     METADATA_MATCH = q.METADATA_MATCH
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
-    def __init__(self, writer: _Connection, reader: _Connection, clock: Callable[[], float]):
+    def __init__(
+        self,
+        writer: _Connection,
+        reader: _Connection,
+        clock: Callable[[], float],
+        inline: sqlite3.Connection | None = None,
+    ):
         super().__init__(clock)
         self._writer = writer
         self._reader = reader
+        self._inline = inline
 
     @classmethod
     async def open(cls, path: str, clock: Callable[[], float] = time.time) -> SqliteStore:
@@ -109,12 +125,25 @@ class SqliteStore(SqlStore):
         # WAL + synchronous=FULL: a commit is on disk before submit returns.
         await writer.open(path, "journal_mode=WAL", "synchronous=FULL")
         await reader.open(path, "query_only=1")
-        return cls(writer, reader, clock)
+        return cls(writer, reader, clock, _inline_connection(path))
 
     # ---- primitives
 
     async def _read(self, sql: str, *args: Any) -> list[Any]:
         return await self._reader.run(lambda conn: _run(conn, sql, args).fetchall())
+
+    async def _read_small(self, sql: str, *args: Any) -> list[Any]:
+        """Read on the event loop's own thread: an indexed lookup takes a few microseconds,
+        while the hop to the reader's thread and back cost a get-one request several times
+        that (docs/benchmarks.md). A reader in WAL mode waits for no writer; in the rare
+        moment it would wait (the WAL being reset), this connection does not: the read is
+        made in the reader's thread instead, which may wait."""
+        if self._inline is not None:
+            try:
+                return _run(self._inline, sql, args).fetchall()
+            except sqlite3.OperationalError:
+                pass
+        return await self._read(sql, *args)
 
     async def _write(self, sql: str, *args: Any) -> list[Any]:
         return await self._writer.run(lambda conn: _run(conn, sql, args).fetchall())
@@ -129,6 +158,9 @@ class SqliteStore(SqlStore):
         return await self._writer.run(lambda conn: _transaction(conn, run_all))
 
     async def _close_connections(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
         await self._reader.close()
         await self._writer.close()
 
