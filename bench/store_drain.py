@@ -1,0 +1,152 @@
+"""The queue drain at the store level, on PostgreSQL: what the claim and complete_many verbs
+cost, without a worker process, an event loop's scheduling or a backend around them.
+
+--jobs requests are submitted through the store's own verb; then, one call at a time, a claim
+of --batch and a complete_many of what it claimed, until all are done. Printed per run:
+
+- the drain's seconds (wall clock of the loop) and jobs/s;
+- the blocks (8 kB pages) each verb touched in requests' heap and in its indexes, per batch,
+  from pg_statio_user_tables. For these, a second pass over a fresh database claims every
+  job first and then completes them all, closing the store after each phase (a backend
+  leaving flushes its statistics), so that each verb's blocks are counted apart.
+
+Run it from each checkout to compare two versions of the store (the same PostgreSQL server):
+
+    PYTHONPATH=src python bench/store_drain.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import time
+from typing import Any
+
+import asyncpg
+
+from chatq.domain import NewRequest
+from chatq.store import open_store
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+OWNER = "bench"
+RESPONSE = {
+    "id": "x",
+    "object": "chat.completion",
+    "model": "echo",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}
+STATIO = """
+SELECT heap_blks_read + heap_blks_hit, idx_blks_read + idx_blks_hit
+FROM pg_statio_user_tables WHERE relname = 'requests'
+"""
+
+
+async def fresh(jobs: int) -> str:
+    name = f"store_drain_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    store = await open_store(url)
+    try:
+        await store.migrate()
+        chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        for start in range(0, jobs, 256):
+            group = [NewRequest.create(OWNER, chat) for _ in range(min(256, jobs - start))]
+            await asyncio.gather(*(store.submit(n) for n in group))
+    finally:
+        await store.close()
+    return url
+
+
+async def drop(url: str) -> None:
+    admin = await asyncpg.connect(ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def blocks(url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        await asyncio.sleep(0.5)  # the closed store's backends have flushed their counts
+        row = await conn.fetchrow(STATIO)
+        assert row is not None
+        return int(row[0]), int(row[1])
+    finally:
+        await conn.close()
+
+
+async def timed_drain(jobs: int, batch: int) -> float:
+    url = await fresh(jobs)
+    try:
+        store = await open_store(url)
+        try:
+            done = 0
+            started = time.perf_counter()
+            while done < jobs:
+                claimed = await store.claim("w", batch, 60.0)
+                finished = await store.complete_many("w", [(j.id, RESPONSE) for j in claimed])
+                done += len(finished)
+            return time.perf_counter() - started
+        finally:
+            await store.close()
+    finally:
+        await drop(url)
+
+
+async def blocks_per_verb(jobs: int, batch: int) -> dict[str, Any]:
+    url = await fresh(jobs)
+    try:
+        before = await blocks(url)
+        store = await open_store(url)
+        claims: list[Any] = []
+        try:
+            while len(claims) < jobs:
+                claims += await store.claim("w", batch, 600.0)
+        finally:
+            await store.close()
+        claimed = await blocks(url)
+        store = await open_store(url)
+        try:
+            for start in range(0, jobs, batch):
+                part = claims[start : start + batch]
+                await store.complete_many("w", [(j.id, RESPONSE) for j in part])
+        finally:
+            await store.close()
+        completed = await blocks(url)
+    finally:
+        await drop(url)
+    batches = -(-jobs // batch)
+    return {
+        "claim heap": (claimed[0] - before[0]) / batches,
+        "claim index": (claimed[1] - before[1]) / batches,
+        "complete heap": (completed[0] - claimed[0]) / batches,
+        "complete index": (completed[1] - claimed[1]) / batches,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    seconds = []
+    for _ in range(args.runs):
+        seconds.append(await timed_drain(args.jobs, args.batch))
+        print(f"drain {seconds[-1]:.3f} s, {args.jobs / seconds[-1]:,.0f} jobs/s", flush=True)
+    median = statistics.median(seconds)
+    print(f"median of {args.runs}: {median:.3f} s, {args.jobs / median:,.0f} jobs/s")
+    per_verb = await blocks_per_verb(args.jobs, args.batch)
+    print("blocks per batch of", args.batch, {k: round(v) for k, v in per_verb.items()})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
