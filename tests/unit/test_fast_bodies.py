@@ -17,7 +17,7 @@ from chatq.domain import MAX_METADATA_PAIRS, MAX_PRIORITY
 
 # Each field: values that fit and values on either side of every constraint, in the JSON
 # types a client could send instead.
-odd = st.sampled_from([None, True, 0, 1, 2.5, 7.0, "", "x", [], {}])
+odd: st.SearchStrategy[Any] = st.sampled_from([None, True, 0, 1, 2.5, 7.0, "", "x", [], {}])
 text = st.one_of(
     st.sampled_from(
         ["", "a", "echo", "other", "a\x00b", "é", "x" * 64, "x" * 65, "x" * 256, "x" * 257]
