@@ -122,8 +122,10 @@ class SqliteStore(SqlStore):
     @classmethod
     async def open(cls, path: str, clock: Callable[[], float] = time.time) -> SqliteStore:
         writer, reader = _Connection("writer"), _Connection("reader")
-        # WAL + synchronous=FULL: a commit is on disk before submit returns.
-        await writer.open(path, "journal_mode=WAL", "synchronous=FULL")
+        # WAL + synchronous=FULL: a commit is on disk before submit returns. A 64 MiB page
+        # cache (SQLite's default is 2 MiB): a batch's rows go into ten indexes of requests,
+        # which outgrow 2 MiB at some 100,000 rows (the batch route +8 to +14% there, §14).
+        await writer.open(path, "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536")
         await reader.open(path, "query_only=1")
         return cls(writer, reader, clock, _inline_connection(path))
 
