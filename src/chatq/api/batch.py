@@ -38,7 +38,9 @@ async def create_batch(caller: Authenticated, http: Request) -> Response:
             400,
             "a batch takes no Idempotency-Key header: give each item its own idempotency_key",
         )
-    items = fast_fields(await http.body()) if is_json(http.headers.get("content-type")) else None
+    items: Sequence[Fields | ApiError] | None = None
+    if is_json(http.headers.get("content-type")):
+        items = fast_fields(await http.body())
     if items is None:
         items = model_fields(await json_body(http))
     results: list[Result | None] = [None] * len(items)
@@ -81,7 +83,7 @@ async def create_batch(caller: Authenticated, http: Request) -> Response:
     return Response(dumps({"results": results}).encode(), media_type="application/json")
 
 
-def fast_fields(raw: bytes) -> Sequence[Fields | ApiError] | None:
+def fast_fields(raw: bytes) -> list[Fields] | None:
     """The fields of each item of a batch body whose every item is a valid wrapped create
     body (api/fast_bodies.py); None for any other body."""
     bodies = valid_batch(raw)
