@@ -5,8 +5,8 @@ The models cost a batch of 1,000 most of its time: about 11 µs an item to valid
 model instances and 8 µs to dump each back into the dict that is stored, against about 4 µs
 an item for the whole body here, parse included (docs/benchmarks.md section 14). This is
 only a way to accept: a body it refuses is read again, item by item, through the models,
-whose errors are the ones the client sees. tests/test_fast_bodies.py checks that what this
-accepts the models accept too, and read the same."""
+whose errors are the ones the client sees. tests/unit/test_fast_bodies.py checks that what
+this accepts the models accept too, and read the same."""
 
 from __future__ import annotations
 
