@@ -169,16 +169,7 @@ class LocalBackend:
             self._running.discard(generation)
         if generation.error is not None:
             raise generation.error
-        if generated.stopped:  # by aclose(): what it made is not the whole answer
-            raise TransientError(f"{self.name} was closed while generating")
-        return completion_response(
-            request_id,
-            str(request.get("model", self.name)),
-            generated.content,
-            generated.prompt_tokens,
-            generated.completion_tokens,
-            finish_reason="length" if generated.finish_reason == "length" else "stop",
-        )
+        return answered(self.name, request_id, request, generated)
 
     async def aclose(self) -> None:
         for generation in list(self._running):
@@ -199,6 +190,21 @@ class Generated:
     prompt_tokens: int
     completion_tokens: int
     stopped: bool  # by the stop event, before the end
+
+
+def answered(name: str, request_id: str, request: JSON, generated: Generated) -> JSON:
+    """The completion response of what a call to backend name generated, for either engine;
+    a TransientError if aclose() stopped it, since what it made is not the whole answer."""
+    if generated.stopped:
+        raise TransientError(f"{name} was closed while generating")
+    return completion_response(
+        request_id,
+        str(request.get("model", name)),
+        generated.content,
+        generated.prompt_tokens,
+        generated.completion_tokens,
+        finish_reason="length" if generated.finish_reason == "length" else "stop",
+    )
 
 
 class _Generation:

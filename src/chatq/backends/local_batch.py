@@ -40,13 +40,13 @@ from typing import Any
 from chatq.backends.base import PermanentError, TextSink, TransientError
 from chatq.backends.local import (
     Generated,
+    answered,
     call_soon,
     load_exclusively,
     max_tokens_of,
     model_file,
     text_of,
 )
-from chatq.backends.normalize import completion_response
 from chatq.config import BackendConfig
 from chatq.domain import JSON
 
@@ -107,16 +107,7 @@ class LocalBatchBackend:
             self._running.discard(job)
         if job.error is not None:
             raise job.error
-        if generated.stopped:  # by aclose(): what it made is not the whole answer
-            raise TransientError(f"{self.name} was closed while generating")
-        return completion_response(
-            request_id,
-            str(request.get("model", self.name)),
-            generated.content,
-            generated.prompt_tokens,
-            generated.completion_tokens,
-            finish_reason="length" if generated.finish_reason == "length" else "stop",
-        )
+        return answered(self.name, request_id, request, generated)
 
     async def aclose(self) -> None:
         async with self._starting:
