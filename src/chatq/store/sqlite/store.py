@@ -32,7 +32,6 @@ T = TypeVar("T")
 _BUSY_TIMEOUT_MS = 10_000
 
 
-@functools.cache
 @functools.cache  # the statements are a fixed set, and a re.sub each time showed in profiles
 def _numbered(sql: str) -> str:
     """$1 (the style every statement is written in) -> ?1, SQLite's numbered placeholder."""
