@@ -20,3 +20,15 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+def response_body(value: Any) -> bytes:
+    """An HTTP answer's JSON body, as Starlette's JSONResponse renders it, but by orjson,
+    about 5x faster; what orjson refuses (an integer past 64 bits, say) as JSONResponse
+    would."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()

@@ -14,14 +14,11 @@ and the access log see these requests as they see the others, under the same rou
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -42,6 +39,7 @@ from chatq.api.errors import (
 from chatq.api.metrics import observe_http
 from chatq.api.routes import FAMILIES, created, not_found, page_of
 from chatq.domain import NO_FILTER
+from chatq.json_text import response_body
 from chatq.objects import full_object
 from chatq.store import StoreUnavailable
 
@@ -208,16 +206,6 @@ def _plain_limit(value: str) -> bool:
     return value.isascii() and value.isdigit() and value[0] != "0" and int(value) <= _MAX_LIMIT
 
 
-def _encoded(value: Any) -> bytes:
-    """JSON bytes as JSONResponse would send them; orjson, about 5x faster."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:  # an integer past 64 bits, say: JSONResponse's own way
-        return json.dumps(
-            value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
-
-
 def _error_response(exc: Exception, headers: dict[bytes, str]) -> Response:
     """The response FastAPI's exception handlers (api/errors.py) give exc."""
     if isinstance(exc, ApiError):
@@ -236,7 +224,7 @@ async def _create(
     raw = await hot.body(receive)
     body = wrapped(parsed_json(raw, headers.get(b"content-type")))
     found, extra = await created(who, body, Request(scope, receive))
-    return _Answer(_encoded(found), extra)
+    return _Answer(response_body(found), extra)
 
 
 async def _list(
@@ -245,7 +233,7 @@ async def _list(
     who = await hot.caller(headers)
     params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
     limit = int(params.get("limit", 20))
-    return _Answer(_encoded(await page_of(who, limit, params.get("next_token"), NO_FILTER)))
+    return _Answer(response_body(await page_of(who, limit, params.get("next_token"), NO_FILTER)))
 
 
 async def _get_one(
@@ -256,4 +244,4 @@ async def _get_one(
     job = await hot.ctx.store.get(who.owner, api_request)
     if job is None:
         raise not_found(api_request)
-    return _Answer(_encoded(full_object(job)))
+    return _Answer(response_body(full_object(job)))
