@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from chatq.api.bodies import is_json
 from chatq.api.models import ErrorResponse
 from chatq.store import StoreUnavailable
 
@@ -93,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def invalid_response(exc: RequestValidationError, content_type: str | None) -> JSONResponse:
     """FastAPI's 422 for exc, for a request sent with content_type."""
     detail = jsonable_encoder(exc.errors())
-    if content_type is not None and not is_json_media_type(content_type):
+    if not is_json(content_type):
         # FastAPI leaves a non-JSON body unparsed, so its error would say only that the
         # body is not an object (curl -d sends application/x-www-form-urlencoded).
         for item in detail:
@@ -132,14 +133,6 @@ def allowed_methods(request: Request) -> str:
     fewest = min((len(r.param_convertors) for r in matching), default=0)
     methods = {m for r in matching if len(r.param_convertors) == fewest for m in r.methods or ()}
     return ", ".join(sorted(methods))
-
-
-def is_json_media_type(content_type: str) -> bool:
-    """application/json or application/*+json, as FastAPI decides whether to parse a body."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
 
 
 def has_non_finite(value: Any) -> bool:
