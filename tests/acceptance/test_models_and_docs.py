@@ -1,5 +1,6 @@
-"""GET /v1/models through the official openai SDK, and the /docs and /redoc pages working
-offline: every script, style and icon they load is served by chatq itself."""
+"""GET /v1/models and /v1/models/{model} through the official openai SDK, and the /docs and
+/redoc pages working offline: every script, style and icon they load is served by chatq
+itself."""
 
 from __future__ import annotations
 
@@ -42,6 +43,21 @@ def test_the_openai_sdk_lists_the_routed_models(oai: OpenAI) -> None:
     assert time.time() - 3600 < models[0].created <= time.time()
 
 
+def test_the_openai_sdk_retrieves_a_served_model(oai: OpenAI) -> None:
+    listed = {m.id: m for m in oai.models.list()}
+    echo = oai.models.retrieve("echo")
+    assert echo == listed["echo"]
+    # Served through the pattern sonar*, so not listed, but retrievable by its name.
+    sonar = oai.models.retrieve("sonar-pro")
+    assert (sonar.id, sonar.owned_by, sonar.created) == ("sonar-pro", "fake", echo.created)
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai.models.retrieve("no-such-model")
+    assert missing.value.status_code == 404
+    error = cast(dict[str, str], missing.value.body)  # the SDK keeps the body's "error"
+    assert error["type"] == "invalid_model"
+    assert "no-such-model" in error["message"] and "echo" in error["message"]
+
+
 def test_listing_models_needs_a_key(server: ChatqServer) -> None:
     with (
         OpenAI(api_key="cq-not-a-key", base_url=f"{server.base_url}/v1", max_retries=0) as bad,
@@ -50,9 +66,10 @@ def test_listing_models_needs_a_key(server: ChatqServer) -> None:
         bad.models.list()
     assert refused.value.status_code == 401
     with httpx.Client(base_url=server.base_url) as anonymous:
-        missing = anonymous.get("/v1/models")
-    assert missing.status_code == 401
-    assert missing.json()["error"]["type"] == "authentication_error"
+        for path in ("/v1/models", "/v1/models/echo"):
+            missing = anonymous.get(path)
+            assert missing.status_code == 401
+            assert missing.json()["error"]["type"] == "authentication_error"
 
 
 def test_the_model_list_is_in_the_openapi_document(server: ChatqServer) -> None:
