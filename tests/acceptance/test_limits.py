@@ -18,6 +18,7 @@ import httpx
 import pytest
 from perplexity import Perplexity, UnprocessableEntityError
 
+from chatq.client.http import ChatqClient, ServerError
 from tests.acceptance.conftest import PATH, chat, wait_finished
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import ChatqServer, database_url, run_cli
@@ -101,6 +102,17 @@ def test_over_the_rate_429_says_when_to_retry(api: ChatqServer) -> None:
         assert 15 <= retry_after <= 20
         assert_429(client.post("/v1/chat/completions", json=chat()["request"]), "rate_limited")
         assert listed(client) == 3
+
+
+async def test_the_client_reads_when_a_limited_batch_may_be_retried(api: ChatqServer) -> None:
+    """`chatq batch run` waits as long as the server's Retry-After says (tests/unit)."""
+    _, secret = key_with(api, "--rpm", "2")  # a burst of 2, then one every 30 s
+    async with ChatqClient(api.base_url, secret) as client:
+        assert "id" in (await client.submit_batch([chat(), chat()]))[1]
+        with pytest.raises(ServerError) as refused:
+            await client.submit_batch([chat()])
+    assert (refused.value.status, refused.value.kind) == (429, "rate_limited")
+    assert refused.value.retry_after is not None and 25 <= refused.value.retry_after <= 30
 
 
 def test_keys_update_sets_and_clears_a_keys_limits(api: ChatqServer) -> None:

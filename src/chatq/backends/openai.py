@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
-import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from chatq.backends.sse import MalformedStream, SSEDecoder
 from chatq.config import BackendConfig
 from chatq.domain import JSON
 from chatq.json_text import dumps
+from chatq.retry import parse_retry_after
 
 _CONNECT_TIMEOUT_S = 10.0
 # An idle connection is dropped after this long: before the servers' own keep-alive timeouts
@@ -374,18 +373,3 @@ def _error_message(body: Any) -> str | None:
             if isinstance(body.get(key), str):
                 return str(body[key])
     return None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

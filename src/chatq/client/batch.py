@@ -29,6 +29,7 @@ CHAT_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _CREATE_FIELDS = ("metadata", "webhook_url", "priority")  # taken beside "request"
 _RETRIES = 6  # of a call that found the server unreachable, overloaded or limiting
 _ITEM_LIMIT_WAIT_S = 1.0  # before resubmitting items a limit refused
+_MAX_PAUSE_S = 60.0  # between retries (a per-minute rate's Retry-After is at most a minute)
 T = TypeVar("T")
 
 
@@ -254,7 +255,8 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
     """call(), again after a pause while the server is unreachable, overloaded (5xx) or
-    limiting (429): safe, since every request carries its idempotency key."""
+    limiting (429): safe, since every request carries its idempotency key. The pause is
+    the server's Retry-After when it gives one (a limit says when it lets the next one in)."""
     for attempt in range(_RETRIES + 1):
         try:
             return await call()
@@ -262,7 +264,8 @@ async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
             status = exc.status if isinstance(exc, ServerError) else 503
             if attempt == _RETRIES or (status < 500 and status != 429):
                 raise
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            said = exc.retry_after if isinstance(exc, ServerError) else None
+            await asyncio.sleep(min(_MAX_PAUSE_S, said if said is not None else 0.5 * 2**attempt))
     raise AssertionError("unreachable")
 
 

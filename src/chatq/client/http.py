@@ -10,6 +10,8 @@ import httpx
 import orjson
 from httpx_sse import aconnect_sse
 
+from chatq.retry import parse_retry_after
+
 PATH = "/async/chat/completions"
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
 LONG_POLL_S = 60  # the longest wait= the server takes
@@ -17,13 +19,17 @@ _RECONNECTS = 5  # a broken event stream is resumed this many times, with Last-E
 
 
 class ServerError(Exception):
-    """The server answered with an error: its HTTP status, error type and message."""
+    """The server answered with an error: its HTTP status, error type and message, and when
+    to try again if it said (Retry-After, in seconds)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{message} ({status} {kind})")
         self.status = status
         self.kind = kind
         self.message = message
+        self.retry_after = retry_after
 
 
 class Unreachable(Exception):
@@ -171,19 +177,22 @@ class ChatqClient:
 def _error(response: httpx.Response) -> ServerError:
     """The server's error, from Perplexity's shape, FastAPI's 422 detail, or the status."""
     status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]
-        return ServerError(status, str(error.get("type", "error")), str(error.get("message", "")))
+        kind, message = str(error.get("type", "error")), str(error.get("message", ""))
+        return ServerError(status, kind, message, retry_after)
     if isinstance(body, dict) and isinstance(body.get("detail"), list) and body["detail"]:
         first = body["detail"][0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         more = f" (and {len(body['detail']) - 1} more)" if len(body["detail"]) > 1 else ""
         return ServerError(status, "invalid_request", f"{where}: {first.get('msg')}{more}")
-    return ServerError(status, "http_error", response.reason_phrase or f"HTTP {status}")
+    reason = response.reason_phrase or f"HTTP {status}"
+    return ServerError(status, "http_error", reason, retry_after)
 
 
 def _what(exc: httpx.TransportError) -> str:

@@ -33,9 +33,9 @@ from chatq.config import WebhookSettings
 from chatq.domain import Delivery, DeliveryResult, DeliveryStatus
 from chatq.logs import request_context
 from chatq.races import first_of
+from chatq.retry import backoff_delay
 from chatq.store import Store
 from chatq.webhooks import event_body, signature_header
-from chatq.worker.retry import backoff_delay
 from chatq.worker.ssrf import GuardedResolver, RefusedAddress, check_literal, first_refusal
 
 log = logging.getLogger("chatq.worker.webhooks")

@@ -26,8 +26,8 @@ from chatq.domain import CANCELLED, JSON, ClaimedJob
 from chatq.group_commit import GroupCommit
 from chatq.logs import request_context
 from chatq.races import first_of
+from chatq.retry import backoff_delay
 from chatq.store import Store
-from chatq.worker.retry import backoff_delay
 from chatq.worker.text import StreamedText, TextCheckpoints
 from chatq.worker.webhooks import Deliverer
 
