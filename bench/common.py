@@ -183,6 +183,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_s() -> float:
+    """User + system CPU time of the PostgreSQL server's processes on this machine (the
+    benches' server is local), each since it started; processes that have exited count
+    nothing, so take differences over a window in which the ones that matter live."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone since the listing
+            continue
+        name, fields = text.split(" (", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            values = fields.split()
+            total += (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def sockets(pid: int) -> int:
     """How many sockets a live process holds open (listening, accepted, outgoing)."""
     count = 0

@@ -12,8 +12,10 @@ What is timed is the drain as the database recorded it: from the first claim to 
 completion. chatq: min(started_at) to max(completed_at) over the jobs. pgqueuer: the first
 'picked' to the last 'successful' row of pgqueuer_log (both NOW() of the transaction that
 wrote them). Process start-up is not in it. Figures: jobs/s, median of --runs; the ratio
-is chatq / pgqueuer. (The file is not called queue.py: bench/ is on sys.path when a
-script in it runs, and a queue.py there would shadow the standard library's queue.)
+is chatq / pgqueuer. Beside them, chatq's CPU per job: the worker's, and that of all of
+PostgreSQL's processes, from the first poll that sees jobs done to the end of the drain.
+(The file is not called queue.py: bench/ is on sys.path when a script in it runs, and a
+queue.py there would shadow the standard library's queue.)
 
     pip install -e '.[bench]'       # pgqueuer
     python bench/queue_drain.py     # about 2 minutes; --quick for a smoke run
@@ -32,11 +34,23 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from common import arguments, database, event_loop_of, finished, preload, query, row, table
+from common import (
+    arguments,
+    cpu_s,
+    database,
+    event_loop_of,
+    finished,
+    postgres_cpu_s,
+    preload,
+    query,
+    row,
+    table,
+)
 
 from chatq import event_loop
 
@@ -96,8 +110,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> tuple[float, str]:
-    """Seconds from the first claim to the last COMPLETED, and the worker's event loop."""
+@dataclass(frozen=True, slots=True)
+class ChatqDrain:
+    seconds: float  # from the first claim to the last COMPLETED
+    loop: str  # the worker's event loop
+    # CPU per job (µs) of the worker and of PostgreSQL's processes, from the first poll
+    # that saw jobs done to the end (start-up left out); None if the drain ended first.
+    worker_us: float | None
+    postgres_us: float | None
+
+
+def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> ChatqDrain:
     config = workdir / "echo.toml"
     config.write_text(ECHO_ONLY)
     with database("postgres", workdir) as url, tempfile.TemporaryFile() as log:
@@ -105,14 +128,29 @@ def drain_chatq(jobs: int, concurrency: int, workdir: Path) -> tuple[float, str]
         argv = [sys.executable, "-m", "chatq", "worker", "--database", url]
         argv += ["--concurrency", str(concurrency)]
         proc = subprocess.Popen([*argv, "--config", str(config)], stdout=log, stderr=log)
+        first: tuple[int, float, float] | None = None  # (jobs done, worker CPU, postgres CPU)
+
+        def done() -> int:
+            nonlocal first
+            count = finished(url).count
+            if count and first is None:
+                first = (count, cpu_s(proc.pid), postgres_cpu_s())
+            return count
+
         try:
-            loop = wait_until(lambda: finished(url).count, jobs, proc)
+            loop = wait_until(done, jobs, proc)
+            worker_us = postgres_us = None
+            if first is not None and first[0] < jobs:
+                per_job = 1e6 / (jobs - first[0])
+                worker_us = (cpu_s(proc.pid) - first[1]) * per_job
+                postgres_us = (postgres_cpu_s() - first[2]) * per_job
         finally:
             stop(proc)
-        done = finished(url)
-        if done.failed or done.first_started is None or done.last_finished is None:
-            raise RuntimeError(f"the echo jobs did not all complete: {done}")
-        return done.last_finished - done.first_started, loop
+        outcome = finished(url)
+        if outcome.failed or outcome.first_started is None or outcome.last_finished is None:
+            raise RuntimeError(f"the echo jobs did not all complete: {outcome}")
+        seconds = outcome.last_finished - outcome.first_started
+        return ChatqDrain(seconds, loop, worker_us, postgres_us)
 
 
 def drain_pgqueuer(jobs: int, batch_size: int, workdir: Path) -> tuple[float, str]:
@@ -163,20 +201,28 @@ def main() -> int:
         return 2
     runs, jobs = (1, 300) if args.quick else (args.runs, args.jobs)
     ours, theirs, loops = [], [], set()
+    cpu: list[tuple[float, float]] = []  # chatq's (worker, postgres) µs per job, by run
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for _ in range(runs):
             seconds, their_loop = drain_pgqueuer(jobs, args.batch, workdir)
             theirs.append(jobs / seconds)
-            seconds, our_loop = drain_chatq(jobs, args.concurrency, workdir)
-            ours.append(jobs / seconds)
-            loops.add(f"pgqueuer on {their_loop}, chatq worker on {our_loop}")
+            drain = drain_chatq(jobs, args.concurrency, workdir)
+            ours.append(jobs / drain.seconds)
+            loops.add(f"pgqueuer on {their_loop}, chatq worker on {drain.loop}")
+            if drain.worker_us is not None and drain.postgres_us is not None:
+                cpu.append((drain.worker_us, drain.postgres_us))
     ours_rate, theirs_rate = statistics.median(ours), statistics.median(theirs)
     table("consumer (one process)", "jobs", "jobs/s")
     row(f"pgqueuer {version}, batch {args.batch}, no-op", f"{jobs:,}", f"{theirs_rate:,.0f}")
     row(f"chatq worker, concurrency {args.concurrency}, echo", f"{jobs:,}", f"{ours_rate:,.0f}")
     row("ratio chatq / pgqueuer", "", f"{ours_rate / theirs_rate:.2f}")
     print(f"\nevent loops: {'; '.join(sorted(loops))}")
+    if cpu:
+        worker_us = statistics.median(w for w, _ in cpu)
+        postgres_us = statistics.median(p for _, p in cpu)
+        print(f"chatq's CPU per job (median): worker {worker_us:.1f} µs, ", end="")
+        print(f"PostgreSQL {postgres_us:.1f} µs")
     return 0
 
 
