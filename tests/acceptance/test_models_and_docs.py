@@ -50,6 +50,8 @@ def test_the_openai_sdk_retrieves_a_served_model(oai: OpenAI) -> None:
     # Served through the pattern sonar*, so not listed, but retrievable by its name.
     sonar = oai.models.retrieve("sonar-pro")
     assert (sonar.id, sonar.owned_by, sonar.created) == ("sonar-pro", "fake", echo.created)
+    # A name with a slash, as vLLM serves them (the SDK sends it as %2F).
+    assert oai.models.retrieve("sonar/deep-research").id == "sonar/deep-research"
     with pytest.raises(openai.NotFoundError) as missing:
         oai.models.retrieve("no-such-model")
     assert missing.value.status_code == 404

@@ -34,7 +34,7 @@ async def list_models(caller: Authenticated, http: Request) -> ListModelsRespons
 
 
 @model_routes.get(
-    "/v1/models/{model}",
+    "/v1/models/{model:path}",  # path: names like meta-llama/Llama-3 (vLLM) hold a slash
     summary="Retrieve Model",
     description="One model this server serves: a listed name, or a name a pattern in the "
     "config routes (such as sonar-pro for sonar*), with the backend that serves it; 404 "
