@@ -291,14 +291,17 @@ def _client(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     must_exist = args.command not in _CREATES_DATABASE
-    if args.command in ("serve", "api", "worker"):
-        # Imported here: the other commands (the client's above all) start without FastAPI,
-        # uvicorn and the backends, which cost a second of start-up.
-        from chatq.wiring import serve, work
+    # Imported here: the other commands (the client's above all) start without FastAPI,
+    # uvicorn and the backends, which cost a second of start-up; a worker, without the first
+    # two.
     if args.command in ("serve", "api"):
+        from chatq.serving import serve
+
         await serve(settings, with_worker=args.command == "serve", announce=_say)
         return 0
     if args.command == "worker":
+        from chatq.wiring import work
+
         await work(settings, announce=_say)
         return 0
     store = await open_store(
