@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
+
+# An integer of 20 digits or more may be past 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"\d{20}")
 
 
 def dumps(value: Any) -> str:
@@ -32,3 +36,15 @@ def response_body(value: Any) -> bytes:
         return json.dumps(
             value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
         ).encode()
+
+
+def loads(text: str) -> Any:
+    """What dumps wrote, read back: by orjson, about 3x faster than json, unless the text
+    holds what orjson would read otherwise or not at all (an integer past 64 bits, which it
+    makes a float; a lone surrogate), which json reads as it was written."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)

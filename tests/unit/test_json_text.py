@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chatq.json_text import dumps
+from chatq.json_text import dumps, loads
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,7 @@ from chatq.json_text import dumps
 )
 def test_ordinary_values_round_trip(value: Any) -> None:
     assert json.loads(dumps(value)) == value
+    assert loads(dumps(value)) == value
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,31 @@ def test_ordinary_values_round_trip(value: Any) -> None:
 )
 def test_what_orjson_refuses_is_stored_as_json_stores_it(value: Any) -> None:
     assert dumps(value) == json.dumps(value, separators=(",", ":"))
+    assert loads(dumps(value)) == json.loads(dumps(value))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"seed":123456789012345678901234567890}',  # orjson would make it a float
+        '{"n":-18446744073709551616,"m":18446744073709551615}',  # just past, and at, 64 bits
+        '"\\ud800"',  # a lone surrogate, escaped: orjson refuses it
+        '{"s":"a digit run in a string: 00000000000000000000"}',
+        '{"e":1e-7,"f":[0.1,2.5e300],"u":"\\u00e9"}',
+    ],
+)
+def test_what_is_read_back_is_what_json_reads(text: str) -> None:
+    value = loads(text)
+    assert value == json.loads(text)
+    assert [type(v) for v in _leaves(value)] == [type(v) for v in _leaves(json.loads(text))]
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
 
 
 def test_not_a_number_is_stored_as_null() -> None:

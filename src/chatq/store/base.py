@@ -43,6 +43,7 @@ from chatq.domain import (
     usage_keys,
 )
 from chatq.group_commit import GroupCommit
+from chatq.json_text import loads
 from chatq.store import queries as q
 from chatq.store.feed import Change, ChangeFeed, Watch
 from chatq.store.protocol import KeyLimit
@@ -236,7 +237,7 @@ class SqlStore(abc.ABC):
 
     async def submitted(self, owner: str, request_id: str) -> Submitted | None:
         rows = await self._read(q.SUBMITTED, owner, request_id)
-        return Submitted(json.loads(rows[0][0]), int(rows[0][1])) if rows else None
+        return Submitted(loads(rows[0][0]), int(rows[0][1])) if rows else None
 
     async def list_page(
         self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER

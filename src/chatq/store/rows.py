@@ -6,7 +6,6 @@ order of Summary and Job), so one mapping serves both.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -24,6 +23,7 @@ from chatq.domain import (
     Summary,
     UsageRow,
 )
+from chatq.json_text import loads
 
 # A request's token counts are capped at this when accounted, so that no upstream's absurd
 # count can overflow a sum.
@@ -52,7 +52,7 @@ def page_from_rows(rows: Any, limit: int) -> tuple[list[Summary], bool]:
 
 
 def job_from_row(row: Any) -> Job:
-    response = json.loads(row[11]) if row[11] is not None else None
+    response = loads(row[11]) if row[11] is not None else None
     return Job(
         *summary_values(row), row[9], row[10], response, row[12], row[13], bool(row[14]), row[15]
     )
@@ -61,7 +61,7 @@ def job_from_row(row: Any) -> Job:
 def claimed_from_rows(rows: Any) -> list[ClaimedJob]:
     """Claim rows (queries.CLAIMED_COLUMNS), oldest first."""
     ordered = sorted(rows, key=lambda r: int(r[0]))
-    return [ClaimedJob(r[1], r[2], json.loads(r[3]), int(r[4]), r[5], int(r[6])) for r in ordered]
+    return [ClaimedJob(r[1], r[2], loads(r[3]), int(r[4]), r[5], int(r[6])) for r in ordered]
 
 
 def delivery_from_row(row: Any) -> Delivery:
