@@ -18,19 +18,20 @@ Run it from each checkout to compare two versions of the store (the same Postgre
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
+import itertools
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-import asyncpg
+from common import database, preload, query, with_store
 
-from chatq.domain import NewRequest
-from chatq.store import open_store
+from chatq.store import Store
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-OWNER = "bench"
+CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
 RESPONSE = {
     "id": "x",
     "object": "chat.completion",
@@ -44,90 +45,59 @@ FROM pg_statio_user_tables WHERE relname = 'requests'
 """
 
 
-async def fresh(jobs: int) -> str:
-    name = f"store_drain_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    store = await open_store(url)
-    try:
-        await store.migrate()
-        chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-        for start in range(0, jobs, 256):
-            group = [NewRequest.create(OWNER, chat) for _ in range(min(256, jobs - start))]
-            await asyncio.gather(*(store.submit(n) for n in group))
-    finally:
-        await store.close()
-    return url
+@contextmanager
+def fresh(jobs: int) -> Iterator[str]:
+    """A fresh PostgreSQL database with jobs requests submitted, dropped after."""
+    with tempfile.TemporaryDirectory() as tmp, database("postgres", Path(tmp), "drain") as url:
+        preload(url, itertools.repeat(CHAT, jobs), at_once=256)
+        yield url
 
 
-async def drop(url: str) -> None:
-    admin = await asyncpg.connect(ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+def blocks(url: str) -> tuple[int, int]:
+    time.sleep(0.5)  # the closed store's backends have flushed their counts
+    (row,) = query(url, STATIO)
+    return int(row[0]), int(row[1])
 
 
-async def blocks(url: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(url)
-    try:
-        await asyncio.sleep(0.5)  # the closed store's backends have flushed their counts
-        row = await conn.fetchrow(STATIO)
-        assert row is not None
-        return int(row[0]), int(row[1])
-    finally:
-        await conn.close()
-
-
-async def timed_drain(jobs: int, batch: int) -> tuple[float, float, float]:
+def timed_drain(jobs: int, batch: int) -> tuple[float, float, float]:
     """The drain's seconds, and the seconds of it spent in claims and in complete_many."""
-    url = await fresh(jobs)
-    try:
-        store = await open_store(url)
-        try:
-            done, in_claims, in_completes = 0, 0.0, 0.0
-            started = time.perf_counter()
-            while done < jobs:
-                t0 = time.perf_counter()
-                claimed = await store.claim("w", batch, 60.0)
-                t1 = time.perf_counter()
-                finished = await store.complete_many("w", [(j.id, RESPONSE) for j in claimed])
-                in_completes += time.perf_counter() - t1
-                in_claims += t1 - t0
-                done += len(finished)
-            return time.perf_counter() - started, in_claims, in_completes
-        finally:
-            await store.close()
-    finally:
-        await drop(url)
+
+    async def drain(store: Store) -> tuple[float, float, float]:
+        done, in_claims, in_completes = 0, 0.0, 0.0
+        started = time.perf_counter()
+        while done < jobs:
+            t0 = time.perf_counter()
+            claimed = await store.claim("w", batch, 60.0)
+            t1 = time.perf_counter()
+            finished = await store.complete_many("w", [(j.id, RESPONSE) for j in claimed])
+            in_completes += time.perf_counter() - t1
+            in_claims += t1 - t0
+            done += len(finished)
+        return time.perf_counter() - started, in_claims, in_completes
+
+    with fresh(jobs) as url:
+        return with_store(url, drain)
 
 
-async def blocks_per_verb(jobs: int, batch: int) -> dict[str, Any]:
-    url = await fresh(jobs)
-    try:
-        before = await blocks(url)
-        store = await open_store(url)
+def blocks_per_verb(jobs: int, batch: int) -> dict[str, Any]:
+    async def claim_all(store: Store) -> list[Any]:
         claims: list[Any] = []
-        try:
-            while len(claims) < jobs:
-                claims += await store.claim("w", batch, 600.0)
-        finally:
-            await store.close()
-        claimed = await blocks(url)
-        store = await open_store(url)
-        try:
+        while len(claims) < jobs:
+            claims += await store.claim("w", batch, 600.0)
+        return claims
+
+    with fresh(jobs) as url:
+        before = blocks(url)
+        claims = with_store(url, claim_all)
+        claimed = blocks(url)
+
+        async def complete_all(store: Store) -> None:
             for start in range(0, jobs, batch):
                 part = claims[start : start + batch]
                 await store.complete_many("w", [(j.id, RESPONSE) for j in part])
-        finally:
-            await store.close()
-        completed = await blocks(url)
-    finally:
-        await drop(url)
+
+        with_store(url, complete_all)
+        completed = blocks(url)
     batches = -(-jobs // batch)
     return {
         "claim heap": (claimed[0] - before[0]) / batches,
@@ -137,7 +107,7 @@ async def blocks_per_verb(jobs: int, batch: int) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -145,7 +115,7 @@ async def main() -> None:
     args = parser.parse_args()
     seconds = []
     for _ in range(args.runs):
-        total, in_claims, in_completes = await timed_drain(args.jobs, args.batch)
+        total, in_claims, in_completes = timed_drain(args.jobs, args.batch)
         seconds.append(total)
         print(
             f"drain {total:.3f} s, {args.jobs / total:,.0f} jobs/s "
@@ -154,9 +124,9 @@ async def main() -> None:
         )
     median = statistics.median(seconds)
     print(f"median of {args.runs}: {median:.3f} s, {args.jobs / median:,.0f} jobs/s")
-    per_verb = await blocks_per_verb(args.jobs, args.batch)
+    per_verb = blocks_per_verb(args.jobs, args.batch)
     print("blocks per batch of", args.batch, {k: round(v) for k, v in per_verb.items()})
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
