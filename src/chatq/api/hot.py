@@ -36,6 +36,7 @@ from chatq.api.errors import (
     unavailable_response,
     unexpected_response,
 )
+from chatq.api.limits import declared_too_large, too_large
 from chatq.api.metrics import observe_http
 from chatq.api.routes import FAMILIES, created, not_found, page_of
 from chatq.domain import NO_FILTER
@@ -70,7 +71,7 @@ class HotRoutes:
     ) -> None:
         self.ctx = context
         self.max_bytes = max_request_bytes
-        self.too_large = f"request body larger than {max_request_bytes} bytes"
+        self.too_large = too_large(max_request_bytes)
         self.access_log = access_log
         # (method, path) -> (handler, the FastAPI route it stands for: the metrics' label)
         self._exact: dict[tuple[str, str], tuple[Handler, Route]] = {}
@@ -101,8 +102,7 @@ class HotRoutes:
         if handler is _list and not _plain_list(scope["query_string"]):
             return False
         headers = _headers(scope)
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared_too_large(headers.get(b"content-length"), self.max_bytes):
             return False  # BodyLimit refuses it, before any route is chosen
         scope["route"], scope["path_params"], scope["endpoint"] = route, path_params, route.endpoint
         await self._serve(scope, receive, send, handler, headers)
