@@ -7,15 +7,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import chatq
 from chatq import event_loop
 from chatq.client.settings import CLIENT, CLIENT_OPTIONS, build_client_settings
 from chatq.config import OPTIONS, ConfigError, Settings, build_settings
-from chatq.domain import UsageRow, utc_day
+from chatq.domain import USAGE_DAYS, UsageRow, usage_range
 from chatq.keys import create_key
 from chatq.logs import configure_logging
 from chatq.store import (
@@ -246,9 +247,6 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-USAGE_DAYS = 30  # as GET /usage: the 30 days that end today
-
-
 def _date(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -429,8 +427,7 @@ async def _webhooks(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _usage(args: argparse.Namespace, store: Store) -> int:
-    until: date = args.until or date.fromisoformat(utc_day(datetime.now(UTC).timestamp()))
-    since: date = args.since or until - timedelta(USAGE_DAYS - 1)
+    since, until = usage_range(args.since, args.until, time.time())
     if since > until:
         print(f"chatq: --since {since} is after --until {until}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 JSON = dict[str, Any]
@@ -426,6 +426,17 @@ def usage_keys(every_owner: bool, group_by: UsageGrouping) -> tuple[str, ...]:
 def utc_day(timestamp: float) -> str:
     """The UTC date of a unix time, as usage keys its days: YYYY-MM-DD."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+# A usage report without a first day covers the 30 days that end on its last.
+USAGE_DAYS = 30
+
+
+def usage_range(first: date | None, last: date | None, now: float) -> tuple[date, date]:
+    """A usage report's first and last UTC day, by default the USAGE_DAYS that end today; a
+    last day near date.min starts its range at date.min."""
+    last = last or date.fromisoformat(utc_day(now))
+    return first or last - timedelta(min(USAGE_DAYS - 1, (last - date.min).days)), last
 
 
 def request_fingerprint(request: JSON) -> str:

@@ -122,6 +122,8 @@ def test_usage_per_day_and_model_by_default(priced: ChatqServer) -> None:
         assert client.get("/usage", params={"start": day, "end": day}).json()["data"] == data
         backwards = {"start": day, "end": "2000-01-01"}
         assert client.get("/usage", params=backwards).json() == {"data": []}, "an empty range"
+        for edge in ({"end": "0001-01-01"}, {"start": "9999-12-31"}, {"end": "9999-12-31"}):
+            assert client.get("/usage", params=edge).json() == {"data": []}, edge
 
 
 def test_an_admin_key_reads_any_owners_usage_and_no_other_key_does(priced: ChatqServer) -> None:
@@ -216,3 +218,5 @@ def test_chatq_usage_prints_a_table(priced: ChatqServer, tmp_path: Path) -> None
     assert lines[-1].split()[0] == "total"
     bad = run_cli("usage", "--since", "yesterday", *db)
     assert bad.returncode == 2 and "'yesterday' is not a date (YYYY-MM-DD)" in bad.stderr
+    earliest = run_cli("usage", "--until", "0001-01-01", *db)
+    assert earliest.returncode == 0 and "no usage from 0001-01-01 to 0001-01-01" in earliest.stdout

@@ -4,7 +4,7 @@ table that each terminal transition adds to (never counted on read)."""
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -13,11 +13,9 @@ from fastapi.responses import JSONResponse
 from chatq.api.auth import SECURED, Authenticated
 from chatq.api.errors import ApiError, error_responses
 from chatq.api.models import NO_NUL, UsageResponse
-from chatq.domain import UsageGrouping, UsageRow, utc_day
+from chatq.domain import USAGE_DAYS, UsageGrouping, UsageRow, usage_range
 from chatq.store import Store
 
-# The range a request without start covers: the 30 days that end on its end.
-DEFAULT_DAYS = 30
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
 _DATE: dict[str, object] = {"format": "date"}  # a calendar date: 2026-02-30 fits the pattern
 
@@ -26,7 +24,7 @@ StartQuery = Annotated[
     Query(
         pattern=_DAY,
         json_schema_extra=_DATE,
-        description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_DAYS - 1} days before end).",
+        description=f"First UTC day, YYYY-MM-DD (default: {USAGE_DAYS - 1} days before end).",
     ),
 ]
 EndQuery = Annotated[
@@ -85,8 +83,11 @@ async def usage_rows(
 ) -> list[UsageRow]:
     """The store's usage report over the days a query's start and end name (owner None:
     every owner's, by owner); a start after end is an empty range."""
-    last = _day("end", end) if end is not None else date.fromisoformat(utc_day(time.time()))
-    first = _day("start", start) if start is not None else last - timedelta(DEFAULT_DAYS - 1)
+    first, last = usage_range(
+        None if start is None else _day("start", start),
+        None if end is None else _day("end", end),
+        time.time(),
+    )
     if first > last:
         return []
     return await store.usage(owner, first.isoformat(), last.isoformat(), group_by)
