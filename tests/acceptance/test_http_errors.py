@@ -140,6 +140,20 @@ def test_stream_true_is_accepted(alice: httpx.Client) -> None:
         assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize("stream", [0, 1, "true", "no"])
+def test_stream_is_a_json_boolean_on_every_create_route(alice: httpx.Client, stream: Any) -> None:
+    """Not read as one: 0 and "true" were taken for booleans (schemathesis found it)."""
+    body = chat(stream=stream)
+    for path, sent in (
+        (PATH, body),
+        (PATH, body["request"]),
+        ("/chat/completions", body["request"]),
+    ):
+        response = alice.post(path, json=sent)
+        assert_422(response)
+        assert response.json()["detail"][0]["loc"][-1] == "stream", (path, response.text)
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -138,14 +138,21 @@ def test_a_batch_of_valid_wrapped_items_is_read_the_fast_way(items: list[Any]) -
     assert list(fast) == by_models
 
 
-def test_numbers_and_types_the_models_coerce_are_coerced_alike() -> None:
+def test_numbers_the_models_coerce_are_coerced_alike() -> None:
     chat = {"model": "echo", "messages": [{"role": "user", "content": "hi", "name": "n"}]}
     items = [
-        {"request": {**chat, "stream": "true"}, "priority": 7.0},
-        {"request": {**chat, "stream": 0}, "metadata": {}, "idempotency_key": None},
+        {"request": {**chat, "stream": True}, "priority": 7.0},
+        {"request": {**chat, "stream": False}, "metadata": {}, "idempotency_key": None},
     ]
     fast, by_models = both_readings(items)
     assert fast is not None and list(fast) == by_models
     (request, _, _, _, priority), (second, key, _, metadata, _) = by_models
     assert request["stream"] is True and priority == 7
     assert second["stream"] is False and metadata == {} and key is None
+
+
+@pytest.mark.parametrize("stream", ["true", 0, 1])
+def test_a_stream_that_is_not_a_json_boolean_is_refused_both_ways(stream: Any) -> None:
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    fast, (by_models,) = both_readings([{"request": chat}])
+    assert fast is None and isinstance(by_models, ApiError)

@@ -24,6 +24,7 @@ from chatq.api.models import (
     Priority,
     RequestMetadata,
     Role,
+    Stream,
     WebhookUrl,
 )
 
@@ -40,7 +41,7 @@ class ChatRequest(TypedDict):
 
     model: ModelName
     messages: Annotated[list[_Message], Field(min_length=1)]
-    stream: NotRequired[bool | None]
+    stream: NotRequired[Stream]
 
 
 class CreateBody(TypedDict):

@@ -103,11 +103,16 @@ IdempotencyKey = Annotated[
         description="Replays with the same key and request return the same object.",
     ),
 ]
-STREAM_DESCRIPTION = (
-    "true: publish the text as it is generated, as delta events on the "
-    "request's event stream (the sync route: as chat.completion.chunk events). The "
-    "stored result is the whole response either way."
-)
+# A JSON boolean: strict, so 0, 1 and "true" are refused as the schema says, not read as one.
+Stream = Annotated[
+    bool | None,
+    Field(
+        strict=True,
+        description="true: publish the text as it is generated, as delta events on the "
+        "request's event stream (the sync route: as chat.completion.chunk events). The "
+        "stored result is the whole response either way.",
+    ),
+]
 
 
 class ChatMessage(BaseModel):
@@ -124,7 +129,7 @@ class ApiChatCompletionsRequest(BaseModel):
 
     model: ModelName
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = Field(default=None, description=STREAM_DESCRIPTION)
+    stream: Stream = None
 
 
 class AsyncApiChatCompletionsRequest(BaseModel):
