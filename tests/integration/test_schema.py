@@ -39,6 +39,7 @@ MIGRATIONS = [
     "0006_metadata_and_filters",
     "0007_limits_and_priority",
     "0008_outbox_notify_per_statement",
+    "0009_list_by_status",
 ]
 RECORDED = "SELECT name FROM schema_migrations ORDER BY version"
 

@@ -90,6 +90,8 @@ class SqlStore(abc.ABC):
     RESCUE_FAIL: ClassVar[str]
     CANCEL_WAITING: ClassVar[str]
     METADATA_MATCH: ClassVar[str]  # metadata holds the pair ({key}, {value}): list filters
+    # No requests_owner_seq: an unfiltered list page is read by status (queries.list_query).
+    STATUS_RANGES_ONLY: ClassVar[bool]
     MIGRATIONS_PACKAGE: ClassVar[str]
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -242,15 +244,11 @@ class SqlStore(abc.ABC):
     async def list_page(
         self, owner: str, limit: int, before_seq: int | None, narrowed: ListFilter = NO_FILTER
     ) -> tuple[list[Summary], bool]:
-        if not narrowed.empty:
-            sql, args = q.filtered_list(owner, narrowed, before_seq, limit, self.METADATA_MATCH)
-            return page_from_rows(await self._read(sql, *args), limit)
-        read = self._read_small if limit <= _SMALL_PAGE else self._read
-        if before_seq is None:
-            rows = await read(q.LIST_FIRST_PAGE, owner, limit + 1)
-        else:
-            rows = await read(q.LIST_PAGE_BEFORE, owner, before_seq, limit + 1)
-        return page_from_rows(rows, limit)
+        sql, args = q.list_query(
+            owner, narrowed, before_seq, limit, self.METADATA_MATCH, self.STATUS_RANGES_ONLY
+        )
+        small = narrowed.empty and limit <= _SMALL_PAGE
+        return page_from_rows(await (self._read_small if small else self._read)(sql, *args), limit)
 
     # ---- requests, as workers see them
 

@@ -104,7 +104,6 @@ index CREATE INDEX requests_cancel_requested ON public.requests USING btree (lea
 index CREATE INDEX requests_finished ON public.requests USING btree (COALESCE(completed_at, failed_at)) WHERE (status = ANY (ARRAY['COMPLETED'::text, 'FAILED'::text]))
 index CREATE INDEX requests_leased ON public.requests USING btree (lease_expires_at) WHERE (status = 'IN_PROGRESS'::text)
 index CREATE INDEX requests_owner_next ON public.requests USING btree (owner, priority DESC, seq) WHERE ((status = 'CREATED'::text) AND (seq > 0))
-index CREATE INDEX requests_owner_seq ON public.requests USING btree (owner, seq)
 index CREATE INDEX requests_owner_status_seq ON public.requests USING btree (owner, status, seq)
 index CREATE INDEX requests_owner_unfinished ON public.requests USING btree (owner, vtime) WHERE ((status = ANY (ARRAY['CREATED'::text, 'IN_PROGRESS'::text])) AND (created_at > (0)::double precision))
 index CREATE INDEX requests_waiting ON public.requests USING btree (vtime, seq) WHERE ((status = 'CREATED'::text) AND (vtime >= 0))

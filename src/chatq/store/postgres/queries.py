@@ -89,7 +89,7 @@ ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHIN
 RETURNING {JOB_COLUMNS}
 """
 
-# A list filter's metadata.KEY=VALUE (store/queries.py filtered_list). The create route
+# A list filter's metadata.KEY=VALUE (store/queries.py list_query). The create route
 # refuses NUL and lone surrogates in metadata, which jsonb could not read.
 METADATA_MATCH = "CAST(metadata AS jsonb) ->> CAST({key} AS text) = CAST({value} AS text)"
 

@@ -68,6 +68,7 @@ class PostgresStore(SqlStore):
     RESCUE_FAIL = q.RESCUE_FAIL
     CANCEL_WAITING = q.CANCEL_WAITING
     METADATA_MATCH = q.METADATA_MATCH
+    STATUS_RANGES_ONLY = True
     MIGRATIONS_PACKAGE = "chatq.store.postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, clock: Callable[[], float]) -> None:

@@ -55,7 +55,7 @@ WHERE owner = $1 AND status IN ('CREATED', 'IN_PROGRESS') AND created_at > 0
 ORDER BY vtime DESC LIMIT 1
 """
 
-# A list filter's metadata.KEY=VALUE (store/queries.py filtered_list): any key, unquoted.
+# A list filter's metadata.KEY=VALUE (store/queries.py list_query): any key, unquoted.
 METADATA_MATCH = (
     "EXISTS (SELECT 1 FROM json_each(metadata) AS m WHERE m.key = {key} AND m.value = {value})"
 )

@@ -104,6 +104,7 @@ class SqliteStore(SqlStore):
     RESCUE_FAIL = q.RESCUE_FAIL
     CANCEL_WAITING = q.CANCEL_WAITING
     METADATA_MATCH = q.METADATA_MATCH
+    STATUS_RANGES_ONLY = False
     MIGRATIONS_PACKAGE = "chatq.store.sqlite"
 
     def __init__(
