@@ -183,6 +183,18 @@ async def test_a_submit_finds_its_place_in_the_queue_through_the_indexes(
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_counting_unfinished_requests_against_a_cap_stops_at_the_cap(
+    backlog: asyncpg.Connection, plan_cache_mode: str
+) -> None:
+    """An owner's count reads its waiting and running ranges of requests_owner_status_seq
+    up to its cap, not its backlog (owner a holds QUEUED waiting requests)."""
+    cap = 1000
+    owners, caps = ["a", "b"], [cap, cap]
+    touched = await explained(backlog, plan_cache_mode, q.UNFINISHED_COUNTS, owners, caps)
+    assert touched <= 4 * (cap + NEWCOMERS), touched
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
 async def test_recording_a_batch_touches_rows_in_proportion_to_the_batch(
     burst: Burst, plan_cache_mode: str
 ) -> None:

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # first of them is the head, which every other owner's first request then comes after.
 # Each statement names the always-true term of the partial index it is meant to use (see
 # migration 0007): the head of the queue from requests_waiting (vtime >= 0), the end of an
-# owner's lane from requests_owner_unfinished (created_at > 0), read backwards. Without
+# owner's lane from requests_owner_lane (created_at > 0), read backwards. Without
 # them the planner read an owner's last row by scanning all of requests_waiting
 # (test_postgres_plans.py). MATERIALIZED: once per owner, not once per row.
 SUBMIT = f"""
@@ -143,13 +143,13 @@ SELECT pg_advisory_xact_lock(l) FROM (
 ) AS locks
 """
 # Run after OWNERS_LOCK, in a statement of its own: its snapshot then sees every request
-# committed by those that held the lock before. Counted up to the cap, no further.
+# committed by those that held the lock before. Counted up to the cap, no further, from the
+# two status ranges of requests_owner_status_seq (migration 0009).
 UNFINISHED_COUNTS = """
 SELECT o.owner, (
     SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.owner = o.owner AND r.status IN ('CREATED', 'IN_PROGRESS')
-            AND r.created_at > 0
         LIMIT o.cap
     ) AS counted
 )
