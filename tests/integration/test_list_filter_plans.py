@@ -129,6 +129,6 @@ async def test_a_page_on_postgres_is_planned_once_not_on_every_call() -> None:
                     "WHERE statement = $1",
                     sql,
                 )
-                assert tuple(plans) == (5, 5), before
+                assert plans is not None and tuple(plans) == (5, 5), before
         finally:
             await conn.close()
