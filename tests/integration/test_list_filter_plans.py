@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -19,8 +20,7 @@ from chatq.store import queries as shared
 from chatq.store.postgres import queries as pg
 from chatq.store.sqlite import queries as lite
 from chatq.store.sqlite.store import _numbered
-from tests.integration.test_postgres_plans import explained
-from tests.pg import temporary_database
+from tests.integration.test_postgres_plans import explained, planned_database
 
 ROWS = 50_000  # one owner's, all finished: COMPLETED but every FAILED_EVERY-th
 FAILED_EVERY = 50
@@ -42,21 +42,21 @@ FROM generate_series(1, $1) AS g
 """
 
 
+@asynccontextmanager
+async def seeded(rows: int, analyzed: bool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a migrated temporary database holding INSERT's rows, its statistics
+    taken after them or never."""
+    async with planned_database() as (_, conn):
+        await conn.execute(INSERT, rows)
+        if analyzed:
+            await conn.execute("VACUUM ANALYZE requests")
+        yield conn
+
+
 @pytest.fixture(params=["analyzed", "never analyzed"])
 async def postgres(request: pytest.FixtureRequest) -> AsyncIterator[asyncpg.Connection]:
-    async with temporary_database() as url:
-        store = await open_store(url)
-        await store.migrate()
-        await store.close()
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("ALTER TABLE requests SET (autovacuum_enabled = false)")
-            await conn.execute(INSERT, ROWS)
-            if request.param == "analyzed":
-                await conn.execute("VACUUM ANALYZE requests")
-            yield conn
-        finally:
-            await conn.close()
+    async with seeded(ROWS, analyzed=request.param == "analyzed") as conn:
+        yield conn
 
 
 async def test_a_page_on_postgres_touches_about_a_page_of_rows(
@@ -109,26 +109,17 @@ async def test_a_page_on_postgres_is_planned_once_not_on_every_call() -> None:
     """Planning four branches costs more than running them: the prepared statement must
     settle on its generic plan after its five custom ones. With the LIMIT a parameter, at
     200k rows and more, it never did (about 0.4 ms a call instead of 0.15 at 1M rows)."""
-    async with temporary_database() as url:
-        store = await open_store(url)
-        await store.migrate()
-        await store.close()
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(INSERT, 200_000)
-            await conn.execute("VACUUM ANALYZE requests")
-            for before in (None, 100_000):
-                sql, args = shared.list_query(
-                    "o", NO_FILTER, before, LIMIT, pg.METADATA_MATCH, status_ranges_only=True
-                )
-                statement = await conn.prepare(sql)
-                for _ in range(10):
-                    assert len(await statement.fetch(*args)) == LIMIT + 1
-                plans = await conn.fetchrow(
-                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                    "WHERE statement = $1",
-                    sql,
-                )
-                assert plans is not None and tuple(plans) == (5, 5), before
-        finally:
-            await conn.close()
+    async with seeded(200_000, analyzed=True) as conn:
+        for before in (None, 100_000):
+            sql, args = shared.list_query(
+                "o", NO_FILTER, before, LIMIT, pg.METADATA_MATCH, status_ranges_only=True
+            )
+            statement = await conn.prepare(sql)
+            for _ in range(10):
+                assert len(await statement.fetch(*args)) == LIMIT + 1
+            plans = await conn.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement = $1",
+                sql,
+            )
+            assert plans is not None and tuple(plans) == (5, 5), before
